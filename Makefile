@@ -1,0 +1,68 @@
+# onceflow — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+JARS   := .jars/spark
+ENV    ?= local
+JOB    ?= jobs/payments.yaml
+
+# Spark binds to loopback only: this project never listens on another address.
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: help setup venv jars sample run validate lint test test-only clean clean-state
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: venv jars ## create the venv, install onceflow with dev tools, fetch the JVM jars
+
+venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+jars: $(JARS)/.resolved ## resolve Delta, Kafka connector, hadoop-aws with Maven into .jars/spark
+$(JARS)/.resolved: jvm/spark/pom.xml jvm/prune_shipped.py $(VENV)/.installed
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH: apt-get install maven"; exit 1; }
+	rm -rf $(JARS)
+	mvn -q -B -f jvm/spark/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)
+	$(PY) jvm/prune_shipped.py $(JARS)
+	touch $@
+
+sample: $(VENV)/.installed ## (re)write the sample input under data/sample/payments
+	rm -rf data/sample/payments
+	$(VENV)/bin/onceflow sample --out data/sample/payments --records 10000 --files 10
+
+validate: $(VENV)/.installed ## validate JOB (default jobs/payments.yaml) without Spark
+	$(VENV)/bin/onceflow validate $(JOB) --env $(ENV)
+
+run: setup ## the default job end to end on fresh sample data; prints output path and rows
+	rm -rf data/sample/payments data/tables/payments state/payments
+	$(VENV)/bin/onceflow sample --out data/sample/payments --records 10000 --files 10
+	$(VENV)/bin/onceflow run $(JOB) --env $(ENV)
+
+lint: $(VENV)/.installed ## ruff, mypy (strict, src/), import layering
+	$(VENV)/bin/ruff check src tests bench jvm
+	$(VENV)/bin/ruff format --check src tests bench jvm
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: setup lint test-only ## set up, lint, then the whole pytest suite
+
+test-only: ## the pytest suite alone (assumes setup)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean-state: ## remove sample data, tables, checkpoints
+	rm -rf data state spark-warehouse
+
+clean: clean-state ## also remove the venv and jars
+	rm -rf $(VENV) .jars *.egg-info src/*.egg-info

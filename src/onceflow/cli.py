@@ -1,0 +1,125 @@
+"""The ``onceflow`` command: validate, run, sample, jars, entrypoint.
+
+Exit codes: 0 success; 1 the job failed while running; 2 the job or the command line is
+invalid (found before Spark starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from onceflow.config import LoadedJob, load_job
+from onceflow.errors import ConfigError, OnceflowError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (``sys.argv[1:]`` when None); returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        for error in (exc, *exc.others):
+            print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onceflow", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check a job without starting Spark")
+    _job_arguments(validate)
+    validate.add_argument(
+        "--print", action="store_true", help="print the effective config, secrets as ***"
+    )
+    validate.set_defaults(handler=_validate)
+
+    run = commands.add_parser("run", help="run a job until its trigger ends it")
+    _job_arguments(run)
+    run.set_defaults(handler=_run)
+
+    sample = commands.add_parser("sample", help="write the sample payments input")
+    sample.add_argument("--out", type=Path, default=Path("data/sample/payments"))
+    sample.add_argument("--records", type=int, default=10_000)
+    sample.add_argument("--files", type=int, default=10)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.set_defaults(handler=_sample)
+
+    jars = commands.add_parser("jars", help="print the jars for spark-submit --jars")
+    jars.add_argument("--jars-dir", default=".jars/spark")
+    jars.set_defaults(handler=_jars)
+
+    entry = commands.add_parser("entrypoint", help="print the file spark-submit runs")
+    entry.set_defaults(handler=_entrypoint)
+    return parser
+
+
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", type=Path, help="the job's YAML file")
+    parser.add_argument("--env", help="profile: conf/<ENV>.yaml layered over conf/base.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set trigger.once=true (repeatable; applied last)",
+    )
+    parser.add_argument("--conf-dir", type=Path, help="profile folder (default: conf/)")
+
+
+def _load(args: argparse.Namespace) -> LoadedJob:
+    return load_job(args.job, env=args.env, overrides=args.overrides, conf_dir=args.conf_dir)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if args.print:
+        print(loaded.to_yaml(), end="")
+    print(f"ok: job '{loaded.spec.name}' is valid (layers: {', '.join(loaded.layers)})")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    loaded = _load(args)  # every config error surfaces here, before Spark starts
+    from onceflow.runner import run_job, sink_row_counts  # imports pyspark: only when running
+
+    result = run_job(loaded)
+    print(
+        f"job '{loaded.spec.name}': {result.batches} batch(es), "
+        f"{result.input_rows} input row(s), query {result.query_id}"
+    )
+    for name, path, rows in sink_row_counts(loaded.spec):
+        print(f"sink '{name}': {rows} row(s) at {path}")
+    return EXIT_OK
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from onceflow.prove.workload import write_payment_files
+
+    files = write_payment_files(args.out, args.records, args.files, seed=args.seed)
+    print(f"wrote {args.records} payment(s) in {len(files)} file(s) to {args.out}")
+    return EXIT_OK
+
+
+def _jars(args: argparse.Namespace) -> int:
+    from onceflow.session import jar_paths
+
+    print(",".join(jar_paths(str(Path(args.jars_dir).resolve()))))
+    return EXIT_OK
+
+
+def _entrypoint(_: argparse.Namespace) -> int:
+    print(Path(__file__).with_name("__main__.py"))
+    return EXIT_OK

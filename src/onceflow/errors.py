@@ -1,0 +1,103 @@
+"""onceflow's errors: one hierarchy, one table of messages.
+
+Every error carries a stable UPPER_SNAKE ``error_class`` and the parameters of its message,
+as pyspark's ``errors/README.md`` does: a user can grep for the class, a test can match it,
+and the wording lives in one place (``MESSAGES``) instead of being scattered over raise sites.
+
+    >>> raise ConfigError("CONFIG_UNKNOWN_KEY", file="jobs/a.yaml", key="sinks[0].pth",
+    ...                   line=7, suggestion="path")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "MESSAGES",
+    "ConfigError",
+    "GuaranteeError",
+    "OnceflowError",
+    "ServiceError",
+    "SinkError",
+    "SourceError",
+]
+
+MESSAGES: dict[str, str] = {
+    # config: loading, layering, interpolation, validation
+    "CONFIG_FILE_NOT_FOUND": "{file}: no such file{hint}",
+    "CONFIG_YAML_SYNTAX": "{file}:{line}: not valid YAML: {problem}",
+    "CONFIG_NOT_A_MAPPING": "{file}: expected a mapping of keys at the top, found {found}",
+    "CONFIG_DUPLICATE_KEY": "{file}:{line}: key '{key}' appears twice in the same file "
+    "(first at line {first_line})",
+    "CONFIG_NON_STRING_KEY": "{file}:{line}: key {key!r} is not a string",
+    "CONFIG_ENV_UNSET": "{file}:{line}: '{key}' refers to ${{env:{var}}}, "
+    "but the environment variable {var} is not set",
+    "CONFIG_ENV_SYNTAX": "{file}:{line}: '{key}' has a malformed reference {ref!r}; "
+    "write ${{env:NAME}} with NAME made of letters, digits and '_'",
+    "CONFIG_BAD_OVERRIDE": "--set {override!r}: {problem}",
+    "CONFIG_UNKNOWN_KEY": "{file}:{line}: unknown key '{key}'{suggestion}",
+    "CONFIG_MISSING_KEY": "{file}: required key '{key}' is missing",
+    "CONFIG_INVALID_VALUE": "{file}:{line}: '{key}' {problem}",
+    "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
+    "CONFIG_UNSUPPORTED": "{file}: {problem}",
+    # sources and sinks
+    "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
+    "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
+    "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
+    # guarantees
+    "GUARANTEE_FOREIGN_SINK": "job '{job}': sink '{sink}' at {path} already holds writes from "
+    "app id(s) {other_ids}, but this checkpoint's app id is {app_id}. A new checkpoint "
+    "against an existing sink would restart batch ids at 0 and Delta would silently skip "
+    "them. Point the job at its old checkpoint, or set {opt_in} to write anyway.",
+    "GUARANTEE_CRASH_INJECTED": "injected crash at {crash_point} on batch {batch_id}",
+    # runtime
+    "JARS_MISSING": "no JVM jars in {jars_dir}: run `make jars` (it resolves them with Maven "
+    "from jvm/spark/pom.xml) or point spark.jars_dir at a folder that has them",
+    "QUERY_FAILED": "job '{job}': the streaming query stopped: {cause}",
+    "SERVICE_START_FAILED": "{service} did not start within {timeout}s; last lines of "
+    "{log}:\n{tail}",
+}
+
+
+class OnceflowError(Exception):
+    """Base of every error onceflow raises on purpose.
+
+    Args:
+        error_class: a key of ``MESSAGES``; stable, safe to match on.
+        **params: the message parameters; kept on ``self.params`` for programs.
+    """
+
+    def __init__(self, error_class: str, **params: Any) -> None:
+        if error_class not in MESSAGES:
+            raise KeyError(f"error_class {error_class!r} is not in onceflow.errors.MESSAGES")
+        self.error_class = error_class
+        self.params = params
+        super().__init__(f"[{error_class}] {MESSAGES[error_class].format(**params)}")
+
+
+class ConfigError(OnceflowError):
+    """A job or profile is invalid; raised before Spark starts.
+
+    ``others`` holds further problems found in the same validation pass, so a user fixes
+    them all in one go instead of one per run.
+    """
+
+    def __init__(self, error_class: str, **params: Any) -> None:
+        super().__init__(error_class, **params)
+        self.others: list[ConfigError] = []
+
+
+class SourceError(OnceflowError):
+    """A source could not be read."""
+
+
+class SinkError(OnceflowError):
+    """A sink could not be written, or does not match what the job declares."""
+
+
+class GuaranteeError(OnceflowError):
+    """A delivery guarantee cannot be kept (or a crash was injected on purpose)."""
+
+
+class ServiceError(OnceflowError):
+    """A local dev/test service (Kafka, HDFS, ...) did not start or stop."""

@@ -1,0 +1,1 @@
+"""Proving guarantees: workloads of uniquely numbered records, crashes, verification."""

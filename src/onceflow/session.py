@@ -1,0 +1,65 @@
+"""The SparkSession a job runs in: Delta enabled, jars from the project, the profile's conf.
+
+Nothing is downloaded when a session starts: the JVM jars were resolved by ``make jars``
+into ``spark.jars_dir`` and are handed to Spark as ``spark.jars``. When the Python process
+was launched by ``spark-submit`` the JVM already runs with the ``--jars`` it was given, so
+the builder leaves ``spark.jars`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from onceflow.config import JobSpec, is_uri
+from onceflow.errors import ConfigError
+
+__all__ = ["DELTA_CONF", "build_session", "jar_paths", "launched_by_spark_submit"]
+
+DELTA_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True when a JVM started by ``spark-submit`` (or pyspark's shell) is already waiting."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def jar_paths(jars_dir: str) -> list[str]:
+    """The jars ``make jars`` placed in ``jars_dir``, sorted.
+
+    Raises:
+        ConfigError: JARS_MISSING when the folder holds no jar.
+    """
+    folder = Path(jars_dir)
+    jars = sorted(str(p) for p in folder.glob("*.jar")) if folder.is_dir() else []
+    if not jars:
+        raise ConfigError("JARS_MISSING", jars_dir=jars_dir)
+    return jars
+
+
+def build_session(spec: JobSpec) -> SparkSession:
+    """Get or create the SparkSession for ``spec``.
+
+    An existing session (a notebook's, pytest's) is reused: its static settings (master,
+    jars) stay as they are, and the job's runtime SQL conf is applied on top.
+    """
+    builder = SparkSession.builder.appName(spec.spark.app_name or f"onceflow:{spec.name}")
+    if spec.spark.master:
+        builder = builder.master(spec.spark.master)
+    if not launched_by_spark_submit() and SparkSession.getActiveSession() is None:
+        builder = builder.config("spark.jars", ",".join(jar_paths(spec.spark.jars_dir)))
+    for key, value in {**DELTA_CONF, **spec.spark.conf}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(spec.spark.log_level)
+    return spark
+
+
+def is_local_path(path: str) -> bool:
+    """True for a path on this machine's file system (as opposed to hdfs://, s3a://...)."""
+    return not is_uri(path) or path.startswith("file:")
