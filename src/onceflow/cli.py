@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
 
     result = run_job(loaded)
     print(
-        f"job '{loaded.spec.name}': {result.batches} batch(es), "
+        f"job '{loaded.spec.name}' on {result.master}: {result.batches} batch(es), "
         f"{result.input_rows} input row(s), query {result.query_id}"
     )
     for name, path, rows in sink_row_counts(loaded.spec):

@@ -32,8 +32,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one ``run_job`` did: the query's id and the batches and rows it processed."""
+    """What one ``run_job`` did: where it ran, the query's id, the batches and rows."""
 
+    master: str
     query_id: str
     batches: int
     input_rows: int
@@ -93,6 +94,7 @@ def run_job(loaded: LoadedJob) -> RunResult:
             query.stop()
     progress = query.recentProgress
     return RunResult(
+        master=spark.sparkContext.master,
         query_id=str(query.id),
         batches=len([p for p in progress if p.get("numInputRows", 0) > 0]),
         input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),

@@ -49,10 +49,12 @@ def build_session(spec: JobSpec) -> SparkSession:
     jars) stay as they are, and the job's runtime SQL conf is applied on top.
     """
     builder = SparkSession.builder.appName(spec.spark.app_name or f"onceflow:{spec.name}")
-    if spec.spark.master:
-        builder = builder.master(spec.spark.master)
-    if not launched_by_spark_submit() and SparkSession.getActiveSession() is None:
-        builder = builder.config("spark.jars", ",".join(jar_paths(spec.spark.jars_dir)))
+    # Under spark-submit, its --master and --jars rule: a profile must not override them.
+    if not launched_by_spark_submit():
+        if spec.spark.master:
+            builder = builder.master(spec.spark.master)
+        if SparkSession.getActiveSession() is None:
+            builder = builder.config("spark.jars", ",".join(jar_paths(spec.spark.jars_dir)))
     for key, value in {**DELTA_CONF, **spec.spark.conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

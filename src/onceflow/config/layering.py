@@ -17,7 +17,7 @@ from onceflow.errors import ConfigError
 
 __all__ = ["apply_override", "merge_documents", "parse_key_path"]
 
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[\"([^\"]+)\"\]|\['([^']+)'\]")
 
 
 def merge_documents(documents: list[Document]) -> Document:
@@ -25,6 +25,9 @@ def merge_documents(documents: list[Document]) -> Document:
     merged = Document({}, {(): Origin("<merged>")}, "<merged>")
     for document in documents:
         _merge_into(merged.data, document.data, (), merged, document)
+    if documents:
+        # a key missing at the top is the job's to add: the last layer is the job file
+        merged.origins[()] = documents[-1].origin_of(())
     return merged
 
 
@@ -53,6 +56,9 @@ def _replace_origins(merged: Document, src: Document, prefix: KeyPath) -> None:
 def parse_key_path(text: str) -> KeyPath:
     """``"sinks[0].path"`` or ``"sinks.0.path"`` -> ``("sinks", 0, "path")``.
 
+    A key that itself contains dots goes in quoted brackets:
+    ``spark.conf["spark.sql.shuffle.partitions"]``.
+
     Raises:
         ValueError: for an empty path or stray characters.
     """
@@ -62,7 +68,10 @@ def parse_key_path(text: str) -> KeyPath:
         if match.start() != position:
             raise ValueError(f"cannot read the key path {text!r} at position {position}")
         name, index = match.group(1), match.group(2)
-        if index is not None:
+        quoted = match.group(3) or match.group(4)
+        if quoted is not None:
+            parts.append(quoted)
+        elif index is not None:
             parts.append(int(index))
         elif name.isdigit():
             parts.append(int(name))

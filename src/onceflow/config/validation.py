@@ -25,8 +25,10 @@ __all__ = ["to_config_errors"]
 def to_config_errors(
     error: ValidationError, model: type[BaseModel], document: Document, sensitive: set[KeyPath]
 ) -> list[ConfigError]:
-    """One ``ConfigError`` per pydantic error, in pydantic's order."""
-    return [_convert(detail, model, document, sensitive) for detail in error.errors()]
+    """One ``ConfigError`` per pydantic error; unknown keys first, since a misspelt key
+    usually also makes a required one look missing."""
+    details = sorted(error.errors(), key=lambda d: d["type"] != "extra_forbidden")
+    return [_convert(detail, model, document, sensitive) for detail in details]
 
 
 def _convert(
@@ -86,6 +88,8 @@ def _user_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[KeyPath, A
         current = _unwrap(current)
         parent = current
         if isinstance(current, type) and issubclass(current, BaseModel):
+            if _member_with_tag((current,), part) is not None and part not in current.model_fields:
+                continue  # the discriminator tag pydantic puts in loc, even for one member
             current = _field_type(current, str(part))
             path.append(part)
             continue

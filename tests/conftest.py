@@ -1,0 +1,63 @@
+"""Shared fixtures: one local SparkSession for the whole run, and jobs rooted in tmp folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from onceflow.config import LoadedJob, load_job
+from onceflow.session import DELTA_CONF, jar_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+JARS_DIR = ROOT / ".jars" / "spark"
+
+# delta's own test settings (delta/testing/utils.py): few partitions, no UI
+FAST_TEST_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """The one local SparkSession of the test run, with Delta and the project's jars."""
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("onceflow-tests")
+        .config("spark.jars", ",".join(jar_paths(str(JARS_DIR))))
+    )
+    for key, value in {**DELTA_CONF, **FAST_TEST_CONF}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+JobLoader = Callable[..., LoadedJob]
+
+
+@pytest.fixture
+def job_in(tmp_path: Path) -> JobLoader:
+    """Load a job file of the project with ``storage.root`` in this test's tmp folder."""
+
+    def load(job: str | Path, *overrides: str, env: str = "local") -> LoadedJob:
+        path = Path(job) if Path(job).is_absolute() else ROOT / job
+        return load_job(
+            path,
+            env=env,
+            conf_dir=ROOT / "conf",
+            overrides=[f"storage.root={tmp_path}", *overrides],
+        )
+
+    return load
