@@ -7,6 +7,7 @@ file a user would have written.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -17,7 +18,7 @@ RESOURCES = Path(__file__).parent / "resources" / "config"
 CONF = RESOURCES / "conf"
 VALID = RESOURCES / "jobs" / "valid.yaml"
 BAD = RESOURCES / "bad"
-SECRET = "s3cr3t-CANARY-7f1e"
+SECRET = "s3cr3t-CANARY-7f1e"  # noqa: S105 - a canary that must never be printed
 
 
 def load_bad(name: str, **kwargs: object) -> ConfigError:
@@ -91,7 +92,10 @@ class TestLayering:
 
 
 class TestInterpolation:
-    ENVIRON = {"ONCEFLOW_TEST_SECRET": SECRET, "ONCEFLOW_TEST_HOST": "127.0.0.1"}
+    ENVIRON: ClassVar[dict[str, str]] = {
+        "ONCEFLOW_TEST_SECRET": SECRET,
+        "ONCEFLOW_TEST_HOST": "127.0.0.1",
+    }
 
     def test_env_values_are_substituted(self) -> None:
         spec = load_job(VALID, env="secret", conf_dir=CONF, environ=self.ENVIRON).spec

@@ -34,9 +34,7 @@ def test_file_formats(
     spark: SparkSession, job_in: JobLoader, tmp_path: Path, file_format: str
 ) -> None:
     expected = expected_payments(spark, 200).drop("event_date")
-    expected.coalesce(2).write.format(file_format).option("header", True).save(
-        str(tmp_path / "in")
-    )
+    expected.coalesce(2).write.format(file_format).option("header", True).save(str(tmp_path / "in"))
     options = {"header": True} if file_format == "csv" else {}
     source = {
         "kind": "files",
@@ -54,7 +52,9 @@ def test_file_formats(
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_delta_source_streams_appends(spark: SparkSession, job_in: JobLoader, tmp_path: Path) -> None:
+def test_delta_source_streams_appends(
+    spark: SparkSession, job_in: JobLoader, tmp_path: Path
+) -> None:
     upstream = str(tmp_path / "upstream")
     expected = expected_payments(spark, 300).drop("event_date")
     expected.limit(100).write.format("delta").save(upstream)
@@ -68,7 +68,9 @@ def test_delta_source_streams_appends(spark: SparkSession, job_in: JobLoader, tm
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_trigger_once_takes_one_batch(spark: SparkSession, job_in: JobLoader, tmp_path: Path) -> None:
+def test_trigger_once_takes_one_batch(
+    spark: SparkSession, job_in: JobLoader, tmp_path: Path
+) -> None:
     expected_payments(spark, 100).drop("event_date").repartition(4).write.json(str(tmp_path / "in"))
     source = {
         "kind": "files",

@@ -94,7 +94,7 @@ def run_job(loaded: LoadedJob) -> RunResult:
             query.stop()
     progress = query.recentProgress
     return RunResult(
-        master=spark.sparkContext.master,
+        master=spark.sparkContext.master or "?",
         query_id=str(query.id),
         batches=len([p for p in progress if p.get("numInputRows", 0) > 0]),
         input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),

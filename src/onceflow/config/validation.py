@@ -27,7 +27,16 @@ def to_config_errors(
 ) -> list[ConfigError]:
     """One ``ConfigError`` per pydantic error; unknown keys first, since a misspelt key
     usually also makes a required one look missing."""
-    details = sorted(error.errors(), key=lambda d: d["type"] != "extra_forbidden")
+    details = error.errors()
+    # An error on a container whose items failed (``sinks`` "should have at least 1 item"
+    # after its only item was rejected) is an echo of the item's error: leave it out.
+    locs = [tuple(d["loc"]) for d in details]
+    details = [
+        d
+        for d in details
+        if not any(len(o) > len(d["loc"]) and o[: len(d["loc"])] == tuple(d["loc"]) for o in locs)
+    ]
+    details.sort(key=lambda d: d["type"] != "extra_forbidden")
     return [_convert(detail, model, document, sensitive) for detail in details]
 
 
