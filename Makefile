@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 JARS   := .jars/spark
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
+LINT_DIRS := $(wildcard src tests bench jvm)
 
 # Spark binds to loopback only: this project never listens on another address.
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -51,8 +52,8 @@ run: setup ## the default job end to end on fresh sample data; prints output pat
 	$(VENV)/bin/onceflow run $(JOB) --env $(ENV)
 
 lint: $(VENV)/.installed ## ruff, mypy (strict, src/), import layering
-	$(VENV)/bin/ruff check src tests bench jvm
-	$(VENV)/bin/ruff format --check src tests bench jvm
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/ruff format --check $(LINT_DIRS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
