@@ -40,6 +40,7 @@ MESSAGES: dict[str, str] = {
     "CONFIG_INVALID_VALUE": "{file}:{line}: '{key}' {problem}",
     "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
     "CONFIG_UNSUPPORTED": "{file}: {problem}",
+    "CONFIG_GUARANTEE_REFUSED": "{file}:{line}: '{key}': {why}",
     # sources and sinks
     "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",

@@ -6,16 +6,24 @@ checkpoint and trigger; ``run_job`` also builds the session and waits for the en
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
-from onceflow.config import JobSpec, LoadedJob, TransformSpec, TriggerSpec
+from onceflow.config import Guarantee, JobSpec, LoadedJob, TransformSpec, TriggerSpec
 from onceflow.contracts import BatchWriter
 from onceflow.errors import OnceflowError
-from onceflow.guarantees import at_least_once_writer
+from onceflow.guarantees import (
+    BatchLedger,
+    CrashPlan,
+    WriterSettings,
+    check_foreign_sinks,
+    guarded_writer,
+    resolve_app_id,
+)
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
 from onceflow.sources import read_stream
@@ -49,20 +57,39 @@ def apply_transform(frame: DataFrame, spec: TransformSpec) -> DataFrame:
     return frame
 
 
-def build_writer(spec: JobSpec) -> BatchWriter:
-    """The ``foreachBatch`` writer for ``spec``: its sinks wrapped in its guarantee."""
-    return at_least_once_writer([build_sink(spec.name, sink) for sink in spec.sinks])
+def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
+    """The ``foreachBatch`` writer for ``spec``: its sinks wrapped in its guarantee.
+
+    Resolves the checkpoint's app id and refuses a fresh checkpoint against a sink another
+    checkpoint wrote (unless ``on_foreign_sink: continue``), before any batch runs.
+    """
+    identity = resolve_app_id(spark, spec.checkpoint)
+    check_foreign_sinks(spark, spec, identity)
+    settings = WriterSettings(
+        job=spec.name,
+        guarantee=spec.guarantee,
+        app_id=identity.app_id,
+        retries=spec.retries,
+        ledger=(
+            BatchLedger(spark, spec.checkpoint)
+            if spec.guarantee is Guarantee.AT_MOST_ONCE
+            else None
+        ),
+        crash=CrashPlan.from_job(spec.faults, os.environ),
+    )
+    return guarded_writer([build_sink(spec, sink) for sink in spec.sinks], settings)
 
 
 def start_query(
     spark: SparkSession, spec: JobSpec, writer: BatchWriter | None = None
 ) -> StreamingQuery:
     """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness)."""
+    writer = writer or build_writer(spark, spec)
     frame = apply_transform(read_stream(spark, spec.source), spec.transform)
     stream = (
         frame.writeStream.queryName(spec.name)
         .option("checkpointLocation", spec.checkpoint)
-        .foreachBatch(writer or build_writer(spec))
+        .foreachBatch(writer)
     )
     return _with_trigger(stream, spec.trigger).start()
 
@@ -119,6 +146,6 @@ def sink_row_counts(spec: JobSpec) -> list[tuple[str, str, int]]:
     """``(name, path, rows)`` for each sink, read back from storage after a run."""
     spark = build_session(spec)
     return [
-        (sink.name, sink.path, spark.read.format("delta").load(sink.path).count())
+        (sink.name, sink.path, spark.read.format(sink.kind).load(sink.path).count())
         for sink in spec.sinks
     ]

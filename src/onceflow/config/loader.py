@@ -26,6 +26,7 @@ from onceflow.config.documents import Document, KeyPath, load_document
 from onceflow.config.interpolation import interpolate_env
 from onceflow.config.layering import apply_override, merge_documents
 from onceflow.config.models import JobSpec
+from onceflow.config.rules import check_guarantee_rules
 from onceflow.config.validation import to_config_errors
 from onceflow.errors import ConfigError
 
@@ -119,10 +120,8 @@ def load_job(
     try:
         spec = JobSpec.model_validate(merged.data)
     except ValidationError as exc:
-        errors = to_config_errors(exc, JobSpec, merged, sensitive)
-        first = errors[0]
-        first.others = errors[1:]
-        raise first from None
+        _raise_all(to_config_errors(exc, JobSpec, merged, sensitive))
+    _raise_all(check_guarantee_rules(spec, merged))
     return LoadedJob(
         spec=spec,
         job_file=job_path,
@@ -132,6 +131,14 @@ def load_job(
         _merged=merged.data,
         _sensitive=frozenset(sensitive),
     )
+
+
+def _raise_all(errors: list[ConfigError]) -> None:
+    """Raise the first error, carrying the rest in ``others``; nothing when empty."""
+    if errors:
+        first = errors[0]
+        first.others = errors[1:]
+        raise first from None
 
 
 def is_uri(path: str) -> bool:

@@ -13,17 +13,27 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MODE_OF_STRATEGY",
+    "STRATEGY_OF_MODE",
     "DeltaSinkSpec",
     "DeltaSourceSpec",
+    "FaultSpec",
     "FileFormat",
     "FileSourceSpec",
+    "Guarantee",
     "JobSpec",
+    "MatchedClause",
+    "MergeSpec",
+    "NotMatchedClause",
+    "ParquetSinkSpec",
     "SinkSpec",
     "SourceSpec",
     "SparkSettings",
     "StorageSettings",
+    "Strategy",
     "TransformSpec",
     "TriggerSpec",
+    "WriteMode",
 ]
 
 
@@ -82,20 +92,119 @@ class TransformSpec(_Model):
     select: tuple[str, ...] = ()
 
 
-class DeltaSinkSpec(_Model):
-    """A Delta table written by ``foreachBatch``."""
+class Guarantee(StrEnum):
+    """What a job promises about each record after a crash anywhere."""
 
-    kind: Literal["delta"]
+    AT_MOST_ONCE = "at-most-once"
+    AT_LEAST_ONCE = "at-least-once"
+    EXACTLY_ONCE = "exactly-once"
+
+
+class Strategy(StrEnum):
+    """How an exactly-once job makes a replayed batch harmless."""
+
+    MERGE = "merge"
+    TRANSACTIONAL = "transactional"
+    REPLACE_BATCH = "replace-batch"
+
+
+class WriteMode(StrEnum):
+    """What a sink does with a batch: append it, MERGE it on keys, or replace its batch."""
+
+    APPEND = "append"
+    MERGE = "merge"
+    REPLACE_BATCH = "replace-batch"
+
+
+#: The exactly-once strategy each write mode is guarded by.
+STRATEGY_OF_MODE: dict[WriteMode, Strategy] = {
+    WriteMode.APPEND: Strategy.TRANSACTIONAL,
+    WriteMode.MERGE: Strategy.MERGE,
+    WriteMode.REPLACE_BATCH: Strategy.REPLACE_BATCH,
+}
+MODE_OF_STRATEGY: dict[Strategy, WriteMode] = {s: m for m, s in STRATEGY_OF_MODE.items()}
+
+
+class MatchedClause(_Model):
+    """``WHEN MATCHED [AND condition] THEN UPDATE SET ... | UPDATE SET * | DELETE``."""
+
+    action: Literal["update_all", "update", "delete"]
+    condition: str | None = None
+    set: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _set_only_for_update(self) -> MatchedClause:
+        if (self.action == "update") != bool(self.set):
+            raise ValueError("'set' is required with action: update and allowed only there")
+        return self
+
+
+class NotMatchedClause(_Model):
+    """``WHEN NOT MATCHED [AND condition] THEN INSERT (...) VALUES (...) | INSERT *``."""
+
+    action: Literal["insert_all", "insert"]
+    condition: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _values_only_for_insert(self) -> NotMatchedClause:
+        if (self.action == "insert") != bool(self.values):
+            raise ValueError("'values' is required with action: insert and allowed only there")
+        return self
+
+
+class MergeSpec(_Model):
+    """How a batch is merged into the target: on ``keys``, latest row per key by ``order_by``.
+
+    In the clauses the target is ``t`` and the (deduplicated) batch is ``s``.
+    """
+
+    keys: tuple[str, ...] = Field(min_length=1)
+    order_by: str | None = None
+    when_matched: tuple[MatchedClause, ...] = (MatchedClause(action="update_all"),)
+    when_not_matched: tuple[NotMatchedClause, ...] = (NotMatchedClause(action="insert_all"),)
+    schema_evolution: bool = False
+
+
+class _SinkBase(_Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     path: str
-    mode: Literal["append"] = "append"
+    mode: WriteMode | None = None
+    query: str | None = None
+    batch_id_column: str = "_batch_id"
     partition_by: tuple[str, ...] = ()
     options: dict[str, str] = Field(default_factory=dict)
 
     _strings = field_validator("options", mode="before")(_as_str_map)
 
 
-SinkSpec = Annotated[DeltaSinkSpec, Field(discriminator="kind")]
+class DeltaSinkSpec(_SinkBase):
+    """A Delta table written by ``foreachBatch``: append, MERGE or replace-batch.
+
+    ``query`` (optional) shapes the batch first, in SQL over ``{batch}``, e.g. an aggregate
+    per account. ``schema`` (DDL) creates the table when it does not exist yet.
+    """
+
+    kind: Literal["delta"]
+    merge: MergeSpec | None = None
+    schema_ddl: str | None = Field(default=None, alias="schema")
+
+
+class ParquetSinkSpec(_SinkBase):
+    """Plain Parquet files: no transaction log, so no txn guard; append or replace-batch."""
+
+    kind: Literal["parquet"]
+
+
+SinkSpec = Annotated[DeltaSinkSpec | ParquetSinkSpec, Field(discriminator="kind")]
+
+
+class FaultSpec(_Model):
+    """Crash injection for tests and the prove harness; off unless set explicitly."""
+
+    crash_point: Literal["before_write", "mid_write", "after_write", "after_commit"]
+    batch_id: int = Field(ge=0)
+    action: Literal["kill", "raise"] = "raise"
 
 
 class TriggerSpec(_Model):
@@ -142,7 +251,12 @@ class JobSpec(_Model):
     transform: TransformSpec = TransformSpec()
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
     checkpoint: str
+    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    strategy: Strategy | None = None
+    on_foreign_sink: Literal["error", "continue"] = "error"
+    retries: int = Field(default=3, ge=0, le=10)
     trigger: TriggerSpec = TriggerSpec(available_now=True)
+    faults: FaultSpec | None = None
     spark: SparkSettings = SparkSettings()
     storage: StorageSettings = StorageSettings()
 
@@ -153,4 +267,20 @@ class JobSpec(_Model):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"sink names must be unique; repeated: {', '.join(repeated)}")
+        paths = [sink.path for sink in sinks]
+        shared = sorted({path for path in paths if paths.count(path) > 1})
+        if shared:
+            raise ValueError(f"two sinks write the same path: {', '.join(shared)}")
         return sinks
+
+    def mode_of(self, sink: SinkSpec) -> WriteMode:
+        """The sink's own ``mode``, else the one the job's ``strategy`` implies, else append."""
+        if sink.mode is not None:
+            return sink.mode
+        if self.strategy is not None:
+            return MODE_OF_STRATEGY[self.strategy]
+        return (
+            WriteMode.MERGE
+            if isinstance(sink, DeltaSinkSpec) and sink.merge
+            else (WriteMode.APPEND)
+        )

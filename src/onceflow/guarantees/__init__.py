@@ -1,32 +1,27 @@
-"""Delivery guarantees: policies that wrap a job's sinks into one ``foreachBatch`` writer."""
+"""Delivery guarantees: policies that wrap a job's sinks into one ``foreachBatch`` writer,
+the app id and ledger they rest on, crash injection to show them, and the foreign-sink check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from onceflow.guarantees.app_id import AppIdentity, onceflow_state, resolve_app_id
+from onceflow.guarantees.faults import CRASH_ENV, CrashPlan, CrashPoint
+from onceflow.guarantees.foreign import check_foreign_sinks, delta_app_ids
+from onceflow.guarantees.ledger import BatchLedger
+from onceflow.guarantees.policies import WriterSettings, guarded_writer
+from onceflow.guarantees.retry import retry_conflicts
 
-from pyspark.sql import DataFrame
-
-from onceflow.contracts import BatchWriter, Sink
-
-__all__ = ["at_least_once_writer"]
-
-
-def at_least_once_writer(sinks: Sequence[Sink]) -> BatchWriter:
-    """Write every sink, then return so Spark commits the batch.
-
-    Promise: nothing is lost. A crash after a sink was written and before Spark's commit
-    replays the batch, and an append sink then holds it twice.
-    """
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        reused = len(sinks) > 1
-        if reused:
-            batch = batch.persist()
-        try:
-            for sink in sinks:
-                sink.write(batch, batch_id)
-        finally:
-            if reused:
-                batch.unpersist()
-
-    return write
+__all__ = [
+    "CRASH_ENV",
+    "AppIdentity",
+    "BatchLedger",
+    "CrashPlan",
+    "CrashPoint",
+    "WriterSettings",
+    "check_foreign_sinks",
+    "delta_app_ids",
+    "guarded_writer",
+    "onceflow_state",
+    "resolve_app_id",
+    "retry_conflicts",
+]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from onceflow.config import DeltaSinkSpec, SinkSpec
+from onceflow.config import DeltaSinkSpec, JobSpec, ParquetSinkSpec, SinkSpec
 from onceflow.contracts import Sink
-from onceflow.sinks.delta import DeltaAppendSink
+from onceflow.sinks.delta import DeltaSink, dml_transaction, is_delta_conflict
+from onceflow.sinks.parquet import ParquetSink
 
-__all__ = ["DeltaAppendSink", "build_sink"]
+__all__ = ["DeltaSink", "ParquetSink", "build_sink", "dml_transaction", "is_delta_conflict"]
 
 
-def build_sink(job: str, spec: SinkSpec) -> Sink:
-    """The sink object for one ``sinks[]`` entry of job ``job``."""
+def build_sink(job: JobSpec, spec: SinkSpec) -> Sink:
+    """The sink object for one ``sinks[]`` entry of ``job``."""
     if isinstance(spec, DeltaSinkSpec):
-        return DeltaAppendSink(job, spec)
+        return DeltaSink(job.name, spec, job.mode_of(spec))
+    if isinstance(spec, ParquetSinkSpec):
+        return ParquetSink(job.name, spec, job.mode_of(spec))
     raise TypeError(f"no sink for kind {spec.kind!r}")  # unreachable: models are closed

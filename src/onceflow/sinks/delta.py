@@ -1,33 +1,87 @@
-"""Delta Lake sinks written from ``foreachBatch``.
+"""Delta Lake sinks written from ``foreachBatch``: append, MERGE, replace-batch.
 
-``DeltaAppendSink`` appends the batch in one Delta commit. On its own it promises nothing
-about replays: a batch written and then replayed after a crash is appended twice. The job's
-guarantee policy decides whether that can happen.
+What a replay of batch N does, per mode, guarded (exactly-once) or not:
+
+- ``append``: unguarded, a replay appends the batch again. Guarded, the commit carries
+  the writer options ``txnAppId``/``txnVersion`` = (app id, N) and Delta skips a replay.
+- ``merge``: unguarded, the MERGE runs again (``t.x + s.x`` applies twice). Guarded, the
+  DML transaction id session settings are set around the MERGE, then reset, and Delta
+  skips a replay.
+- ``replace-batch``: the rows carry N; a replay replaces batch N's rows in one commit
+  (``replaceWhere``), guarded or not.
+
+Every commit carries ``userMetadata = onceflow:<app id>:<batch id>``.
 
     sinks:
-      - name: events
+      - name: balances
         kind: delta
-        path: tables/events
-        mode: append
-        partition_by: [account]
+        path: tables/balances
+        mode: merge
+        schema: "account STRING, balance DECIMAL(38,2)"
+        query: "SELECT account, SUM(amount) AS amount FROM {batch} GROUP BY account"
+        merge:
+          keys: [account]
+          when_matched: [{action: update, set: {balance: "t.balance + s.amount"}}]
+          when_not_matched: [{action: insert, values: {account: s.account, balance: s.amount}}]
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from onceflow.config import DeltaSinkSpec
+from delta.tables import DeltaMergeBuilder, DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
+from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
+from onceflow.sinks.shaping import latest_per_key, shape_batch
 
-__all__ = ["DeltaAppendSink"]
+__all__ = ["DML_TXN_APP_ID", "DML_TXN_VERSION", "DeltaSink", "dml_transaction"]
+
+DML_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+DML_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+_DML_TXN_AUTO_RESET = "spark.databricks.delta.write.txnVersion.autoReset.enabled"
+_COMMIT_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+# Delta's DML transaction id is a *session* setting. Each streaming query runs in its own
+# cloned session, but a user may share one; this lock makes set-write-reset atomic within
+# the Python driver so two queries can never see each other's transaction id.
+_DML_TXN_LOCK = threading.Lock()
 
 
-class DeltaAppendSink:
-    """Appends each batch to the Delta table at ``spec.path`` in a single commit."""
+@contextmanager
+def dml_transaction(spark: SparkSession, context: BatchContext) -> Iterator[None]:
+    """Within the block, Delta DML (MERGE) commits carry ``(app id, batch id)`` as their
+    transaction id when ``context.guarded``, and the commit marker always; both are reset
+    after, whatever happens."""
+    settings = {_COMMIT_USER_METADATA: context.commit_marker}
+    if context.guarded:
+        settings |= {
+            DML_TXN_APP_ID: context.app_id,
+            DML_TXN_VERSION: str(context.batch_id),
+            _DML_TXN_AUTO_RESET: "true",
+        }
+    with _DML_TXN_LOCK:
+        try:
+            for key, value in settings.items():
+                spark.conf.set(key, value)
+            yield
+        finally:
+            for key in settings:
+                spark.conf.unset(key)
 
-    def __init__(self, job: str, spec: DeltaSinkSpec) -> None:
+
+class DeltaSink:
+    """One Delta table; ``mode`` says how a batch lands in it (see the module's table)."""
+
+    def __init__(self, job: str, spec: DeltaSinkSpec, mode: WriteMode) -> None:
         self._job = job
         self._spec = spec
+        self._mode = mode
 
     @property
     def name(self) -> str:
@@ -37,23 +91,134 @@ class DeltaAppendSink:
     def path(self) -> str:
         return self._spec.path
 
-    def write(self, batch: DataFrame, batch_id: int) -> None:
-        """Append ``batch``; a failure is re-raised as SINK_WRITE_FAILED naming job and sink."""
-        writer = batch.write.format("delta").mode("append").options(**self._spec.options)
-        if self._spec.partition_by:
-            writer = writer.partitionBy(*self._spec.partition_by)
+    @property
+    def mode(self) -> WriteMode:
+        return self._mode
+
+    def write(self, batch: DataFrame, context: BatchContext) -> None:
+        """Write one batch; a failure is re-raised as SINK_WRITE_FAILED naming job and sink.
+
+        Delta's concurrent-modification exceptions pass through unwrapped, so the policy's
+        retry can recognise them.
+        """
+        frame = shape_batch(batch, self._spec.query)
         try:
-            writer.save(self._spec.path)
+            if self._mode is WriteMode.MERGE:
+                assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
+                self._merge(frame, self._spec.merge, context)
+            elif self._mode is WriteMode.REPLACE_BATCH:
+                self._replace_batch(frame, context)
+            else:
+                self._append(frame, context)
         except Exception as exc:
+            if is_delta_conflict(exc):
+                raise
             raise SinkError(
                 "SINK_WRITE_FAILED",
                 job=self._job,
                 sink=self.name,
-                batch_id=batch_id,
-                cause=_first_line(exc),
+                batch_id=context.batch_id,
+                cause=first_line(exc),
             ) from exc
 
+    def _append(self, frame: DataFrame, context: BatchContext) -> None:
+        writer = frame.write.format("delta").mode("append").options(**self._spec.options)
+        writer = writer.option("userMetadata", context.commit_marker)
+        if context.guarded:
+            writer = writer.option("txnAppId", context.app_id)
+            writer = writer.option("txnVersion", context.batch_id)
+        if self._spec.partition_by:
+            writer = writer.partitionBy(*self._spec.partition_by)
+        writer.save(self.path)
 
-def _first_line(exc: BaseException) -> str:
+    def _replace_batch(self, frame: DataFrame, context: BatchContext) -> None:
+        column = self._spec.batch_id_column
+        frame = frame.withColumn(column, F.lit(context.batch_id).cast("bigint"))
+        writer = (
+            frame.write.format("delta")
+            .mode("overwrite")
+            .options(**self._spec.options)
+            .option("replaceWhere", f"`{column}` = {context.batch_id}")
+            .option("userMetadata", context.commit_marker)
+        )
+        if self._spec.partition_by:
+            writer = writer.partitionBy(*self._spec.partition_by)
+        writer.save(self.path)
+
+    def _merge(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> None:
+        spark = frame.sparkSession
+        source = latest_per_key(frame, merge.keys, merge.order_by)
+        self._create_if_missing(spark, source)  # its own commit: outside the txn guard
+        condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in merge.keys)
+        builder = (
+            DeltaTable.forPath(spark, self.path).alias("t").merge(source.alias("s"), condition)
+        )
+        builder = _with_clauses(builder, merge)
+        with dml_transaction(spark, context):
+            builder.execute()
+
+    def _create_if_missing(self, spark: SparkSession, source: DataFrame) -> None:
+        if DeltaTable.isDeltaTable(spark, self.path):
+            return
+        schema = (
+            spark.createDataFrame([], self._spec.schema_ddl).schema
+            if self._spec.schema_ddl
+            else source.schema
+        )
+        creator = DeltaTable.createIfNotExists(spark).location(self.path).addColumns(schema)
+        if self._spec.partition_by:
+            creator = creator.partitionedBy(*self._spec.partition_by)
+        creator.execute()
+
+
+def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBuilder:
+    for matched in merge.when_matched:
+        if matched.action == "update_all":
+            builder = builder.whenMatchedUpdateAll(condition=matched.condition)
+        elif matched.action == "update":
+            builder = builder.whenMatchedUpdate(condition=matched.condition, set=dict(matched.set))
+        else:
+            builder = builder.whenMatchedDelete(condition=matched.condition)
+    for not_matched in merge.when_not_matched:
+        if not_matched.action == "insert_all":
+            builder = builder.whenNotMatchedInsertAll(condition=not_matched.condition)
+        else:
+            builder = builder.whenNotMatchedInsert(
+                condition=not_matched.condition,  # type: ignore[arg-type]  # None is allowed
+                values=dict(not_matched.values),
+            )
+    if merge.schema_evolution:
+        builder = builder.withSchemaEvolution()
+    return builder
+
+
+def is_delta_conflict(exc: BaseException) -> bool:
+    """True for Delta's typed concurrent-modification exceptions (safe to retry)."""
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentDeleteDeleteException,
+        ConcurrentDeleteReadException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
+
+    conflicts = (
+        ConcurrentAppendException,
+        ConcurrentDeleteDeleteException,
+        ConcurrentDeleteReadException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
+    return isinstance(exc, conflicts)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message: enough to say what broke, no stack."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,49 @@
+"""The job's app id: a UUID written into its checkpoint the first time the job runs.
+
+Exactly-once Delta writes are keyed by ``(app id, batch id)`` and Delta skips every version
+<= the last it saw for an app id. Batch ids restart at 0 with a new checkpoint, so the app id
+must change with the checkpoint, never with the job name: a fresh checkpoint gets a fresh
+app id, and its batch 0 is not mistaken for the old checkpoint's batch 0.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from onceflow.storage import CheckpointFiles
+
+__all__ = ["AppIdentity", "onceflow_state", "resolve_app_id"]
+
+_APP_ID_FILE = "app_id"
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    """The checkpoint's app id, and whether the checkpoint is new: no batch committed yet.
+
+    "New" is read from Spark's ``commits/`` folder, not from whether this run created the
+    app id, so a run refused for a foreign sink is refused again on the next try.
+    """
+
+    app_id: str
+    is_new: bool
+
+
+def onceflow_state(checkpoint: str) -> str:
+    """Where onceflow keeps its own state for a checkpoint."""
+    return checkpoint.rstrip("/") + "/onceflow"
+
+
+def resolve_app_id(spark: SparkSession, checkpoint: str) -> AppIdentity:
+    """Read the checkpoint's app id, creating it on first use."""
+    is_new = not CheckpointFiles(spark, checkpoint.rstrip("/") + "/commits").names()
+    files = CheckpointFiles(spark, onceflow_state(checkpoint))
+    existing = files.read(_APP_ID_FILE)
+    if existing is None:
+        # create-if-absent: if another process won the race, its id is the one we read back
+        files.create(_APP_ID_FILE, str(uuid.uuid4()) + "\n")
+        existing = files.read(_APP_ID_FILE) or ""
+    return AppIdentity(existing.strip(), is_new=is_new)

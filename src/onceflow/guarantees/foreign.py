@@ -1,0 +1,95 @@
+"""Catch a fresh checkpoint pointed at a sink that an older checkpoint wrote.
+
+A new checkpoint restarts the source from the beginning and batch ids from 0. Against an
+existing sink that means re-delivering everything (at-least-once, at-most-once) or, had
+the app id been kept, Delta silently skipping new batches (exactly-once). Either way the
+user almost certainly pointed the job at the wrong checkpoint, so it is an error unless the
+job says ``on_foreign_sink: continue``.
+
+Delta sinks are recognised by the app ids in their log: ``txn`` actions (exactly-once
+writes) and the ``onceflow:<app id>:<batch>`` commit markers (every onceflow write). A
+Parquet sink carries no marks; any data in it counts as foreign.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from onceflow.config import JobSpec, ParquetSinkSpec
+from onceflow.contracts import COMMIT_MARKER_PREFIX
+from onceflow.errors import GuaranteeError
+from onceflow.guarantees.app_id import AppIdentity
+from onceflow.storage import CheckpointFiles
+
+__all__ = ["check_foreign_sinks", "delta_app_ids"]
+
+_log = logging.getLogger("onceflow.guarantees")
+
+
+def delta_app_ids(spark: SparkSession, path: str) -> set[str]:
+    """Every app id that wrote the Delta table at ``path`` (empty if there is no table)."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return set()
+    log = path.rstrip("/") + "/_delta_log"
+    names = CheckpointFiles(spark, log).names()
+    found: set[str] = set()
+    commits = [f"{log}/{n}" for n in names if n.endswith(".json")]
+    if commits:
+        actions = spark.read.json(commits)
+        if "txn" in actions.columns:
+            found |= _column_values(actions.select(F.col("txn.appId").alias("v")))
+        if (
+            "commitInfo" in actions.columns
+            and "userMetadata" in actions.select("commitInfo.*").columns
+        ):
+            markers = _column_values(actions.select(F.col("commitInfo.userMetadata").alias("v")))
+            found |= {
+                m.removeprefix(COMMIT_MARKER_PREFIX).rsplit(":", 1)[0]
+                for m in markers
+                if m.startswith(COMMIT_MARKER_PREFIX)
+            }
+    checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
+    if checkpoints:
+        snapshot = spark.read.parquet(*checkpoints)
+        if "txn" in snapshot.columns:
+            found |= _column_values(snapshot.select(F.col("txn.appId").alias("v")))
+    return found
+
+
+def _column_values(frame: object) -> set[str]:
+    rows = frame.where(F.col("v").isNotNull()).distinct().collect()  # type: ignore[attr-defined]
+    return {str(row["v"]) for row in rows}
+
+
+def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentity) -> None:
+    """Raise GUARANTEE_FOREIGN_SINK if the checkpoint is new and a sink was written before.
+
+    With ``on_foreign_sink: continue`` the finding is logged as a warning instead.
+    """
+    if not identity.is_new:
+        return
+    for sink in spec.sinks:
+        if isinstance(sink, ParquetSinkSpec):
+            files = CheckpointFiles(spark, sink.path).names()
+            has_data = any(not name.startswith(("_", ".")) for name in files)
+            others = {"(unmarked Parquet data)"} if has_data else set()
+        else:
+            others = delta_app_ids(spark, sink.path) - {identity.app_id}
+        if not others:
+            continue
+        error = GuaranteeError(
+            "GUARANTEE_FOREIGN_SINK",
+            job=spec.name,
+            sink=sink.name,
+            path=sink.path,
+            other_ids=", ".join(sorted(others)),
+            app_id=identity.app_id,
+            opt_in="on_foreign_sink: continue",
+        )
+        if spec.on_foreign_sink == "error":
+            raise error
+        _log.warning("%s (continuing: on_foreign_sink is 'continue')", error)
