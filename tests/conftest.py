@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +33,7 @@ FAST_TEST_CONF = {
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     """The one local SparkSession of the test run, with Delta and the project's jars."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need onceflow too
     builder = (
         SparkSession.builder.master("local[2]")
         .appName("onceflow-tests")

@@ -18,6 +18,7 @@ RESOURCES = Path(__file__).parent / "resources" / "config"
 CONF = RESOURCES / "conf"
 VALID = RESOURCES / "jobs" / "valid.yaml"
 BAD = RESOURCES / "bad"
+ROOT_JOBS = Path(__file__).resolve().parent.parent / "jobs"
 SECRET = "s3cr3t-CANARY-7f1e"  # noqa: S105 - a canary that must never be printed
 
 
@@ -212,3 +213,31 @@ class TestErrors:
             load_job(VALID, conf_dir=conf, environ={})
         assert str(conf / "base.yaml") + ":2" in str(caught.value)
         assert "did you mean 'log_level'?" in str(caught.value)
+
+
+class TestGuaranteeRules:
+    """Combinations that cannot keep their promise are refused before Spark starts."""
+
+    @pytest.mark.parametrize(
+        ("name", "key", "why"),
+        [
+            ("merge_without_keys.yaml", "'sinks[0]'", "a MERGE needs keys"),
+            ("parquet_append_exactly_once.yaml", "'sinks[0]'", "cannot guard a Parquet append"),
+            ("strategy_without_exactly_once.yaml", "'strategy'", "only read with guarantee"),
+            ("parquet_merge.yaml", "'sinks[0].mode'", "Parquet files have no MERGE"),
+        ],
+    )
+    def test_refused(self, name: str, key: str, why: str) -> None:
+        error = load_bad(name)
+        assert error.error_class == "CONFIG_GUARANTEE_REFUSED"
+        assert name in str(error) and key in str(error) and why in str(error)
+
+    def test_update_clause_needs_set(self) -> None:
+        error = load_bad("merge_clause_without_set.yaml")
+        assert "sinks[0].merge.when_matched[0]" in str(error)
+        assert "'set' is required with action: update" in str(error)
+
+    def test_strategy_sets_the_default_mode(self) -> None:
+        spec = load_job(ROOT_JOBS / "payments_exactly_once_transactional.yaml", environ={}).spec
+        modes = {sink.name: spec.mode_of(sink).value for sink in spec.sinks}
+        assert modes == {"events": "append", "balances": "merge"}

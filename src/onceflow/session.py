@@ -9,6 +9,7 @@ the builder leaves ``spark.jars`` alone.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -51,6 +52,9 @@ def build_session(spec: JobSpec) -> SparkSession:
     builder = SparkSession.builder.appName(spec.spark.app_name or f"onceflow:{spec.name}")
     # Under spark-submit, its --master and --jars rule: a profile must not override them.
     if not launched_by_spark_submit():
+        # pyspark starts Python workers with $PYSPARK_PYTHON or else whatever "python3" is
+        # on the PATH, which need not have onceflow; the driver's interpreter does.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if spec.spark.master:
             builder = builder.master(spec.spark.master)
         if SparkSession.getActiveSession() is None:
