@@ -210,3 +210,15 @@ def test_dml_lock_serialises_guard_sections(spark: SparkSession) -> None:
     one.join(10)
     two.join(10)
     assert entered_second == [True]
+
+
+def test_a_batch_feeding_two_sinks_is_read_from_the_source_once(
+    spark: SparkSession, job_in: JobLoader, tmp_path: Path
+) -> None:
+    """The batch is persisted for its two sinks, and the balances sink's SQL reads the
+    cached batch: Spark's input metric counts every record once, not once per sink."""
+    write_payment_files(tmp_path / "data/sample/payments", count=90, files=3)
+    spec = job_in("jobs/payments_at_least_once.yaml", ONE_FILE_PER_BATCH).spec
+    query = start_query(spark, spec)
+    query.awaitTermination(300)
+    assert [p.numInputRows for p in query.recentProgress] == [30, 30, 30]

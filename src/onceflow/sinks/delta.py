@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
-from onceflow.sinks.shaping import latest_per_key, shape_batch
+from onceflow.sinks.shaping import latest_per_key, shaped_batch
 
 __all__ = ["DML_TXN_APP_ID", "DML_TXN_VERSION", "DeltaSink", "dml_transaction"]
 
@@ -101,15 +101,15 @@ class DeltaSink:
         Delta's concurrent-modification exceptions pass through unwrapped, so the policy's
         retry can recognise them.
         """
-        frame = shape_batch(batch, self._spec.query)
         try:
-            if self._mode is WriteMode.MERGE:
-                assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
-                self._merge(frame, self._spec.merge, context)
-            elif self._mode is WriteMode.REPLACE_BATCH:
-                self._replace_batch(frame, context)
-            else:
-                self._append(frame, context)
+            with shaped_batch(batch, self._spec.query, self.name) as frame:
+                if self._mode is WriteMode.MERGE:
+                    assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
+                    self._merge(frame, self._spec.merge, context)
+                elif self._mode is WriteMode.REPLACE_BATCH:
+                    self._replace_batch(frame, context)
+                else:
+                    self._append(frame, context)
         except Exception as exc:
             if is_delta_conflict(exc):
                 raise

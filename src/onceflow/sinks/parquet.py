@@ -25,7 +25,7 @@ from onceflow.config import ParquetSinkSpec, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
 from onceflow.sinks.delta import first_line
-from onceflow.sinks.shaping import shape_batch
+from onceflow.sinks.shaping import shaped_batch
 
 __all__ = ["ParquetSink"]
 
@@ -52,7 +52,19 @@ class ParquetSink:
 
     def write(self, batch: DataFrame, context: BatchContext) -> None:
         """Write one batch; a failure is re-raised as SINK_WRITE_FAILED."""
-        frame = shape_batch(batch, self._spec.query)
+        try:
+            with shaped_batch(batch, self._spec.query, self.name) as frame:
+                self._write(frame, context)
+        except Exception as exc:
+            raise SinkError(
+                "SINK_WRITE_FAILED",
+                job=self._job,
+                sink=self.name,
+                batch_id=context.batch_id,
+                cause=first_line(exc),
+            ) from exc
+
+    def _write(self, frame: DataFrame, context: BatchContext) -> None:
         partitions = list(self._spec.partition_by)
         writer_mode = "append"
         if self._mode is WriteMode.REPLACE_BATCH:
@@ -65,13 +77,4 @@ class ParquetSink:
             writer = writer.option("partitionOverwriteMode", "dynamic")
         if partitions:
             writer = writer.partitionBy(*partitions)
-        try:
-            writer.parquet(self.path)
-        except Exception as exc:
-            raise SinkError(
-                "SINK_WRITE_FAILED",
-                job=self._job,
-                sink=self.name,
-                batch_id=context.batch_id,
-                cause=first_line(exc),
-            ) from exc
+        writer.parquet(self.path)

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-__all__ = ["latest_per_key", "shape_batch"]
+__all__ = ["latest_per_key", "shaped_batch"]
 
 _ROW_NUMBER = "__onceflow_row_number"
 
 
-def shape_batch(batch: DataFrame, query: str | None) -> DataFrame:
-    """Run the sink's ``query`` (SQL with ``{batch}`` as the batch) or return ``batch``.
+@contextmanager
+def shaped_batch(batch: DataFrame, query: str | None, sink: str) -> Iterator[DataFrame]:
+    """The sink's ``query`` (SQL with ``{batch}`` as the batch) over ``batch``, or ``batch``.
 
+    The batch is bound as a temporary view, not through ``spark.sql(query, batch=df)``:
+    that form re-plans the DataFrame so it misses the cache, and a persisted batch would be
+    read from the source again (Spark's ``numInputRows`` doubles, and so does the work).
     The query must be deterministic: a replayed batch has to produce the same rows.
     """
     if query is None:
-        return batch
-    return batch.sparkSession.sql(query, batch=batch)
+        yield batch
+        return
+    view = f"onceflow_batch_{sink}"
+    batch.createOrReplaceTempView(view)
+    try:
+        yield batch.sparkSession.sql(query.replace("{batch}", f"`{view}`"))
+    finally:
+        batch.sparkSession.catalog.dropTempView(view)
 
 
 def latest_per_key(frame: DataFrame, keys: tuple[str, ...], order_by: str | None) -> DataFrame:
