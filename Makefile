@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 JARS   := .jars/spark
+KAFKA_JARS := .jars/kafka
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
 LINT_DIRS := $(wildcard src tests bench jvm)
@@ -14,13 +15,14 @@ LINT_DIRS := $(wildcard src tests bench jvm)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup venv jars sample run validate lint test test-only clean clean-state
+.PHONY: help setup venv jars kafka-jars kafka-up kafka-down sample run validate lint test \
+        test-only clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars ## create the venv, install onceflow with dev tools, fetch the JVM jars
+setup: venv jars kafka-jars ## create the venv, install onceflow[dev], fetch the JVM jars
 
 venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +41,20 @@ $(JARS)/.resolved: jvm/spark/pom.xml jvm/prune_shipped.py $(VENV)/.installed
 	$(PY) jvm/prune_shipped.py $(JARS)
 	touch $@
 
+kafka-jars: $(KAFKA_JARS)/.resolved ## resolve the Kafka broker's jars into .jars/kafka
+$(KAFKA_JARS)/.resolved: jvm/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH: apt-get install maven"; exit 1; }
+	rm -rf $(KAFKA_JARS)
+	mvn -q -B -f jvm/kafka/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS)
+	touch $@
+
+kafka-up: venv kafka-jars ## start a local Kafka broker (KRaft) on free ports; prints them
+	$(PY) -m onceflow.services kafka up --home .services/kafka --jars $(KAFKA_JARS)
+
+kafka-down: ## stop the local Kafka broker
+	$(PY) -m onceflow.services kafka down --home .services/kafka
+
 sample: $(VENV)/.installed ## (re)write the sample input under data/sample/payments
 	rm -rf data/sample/payments
 	$(VENV)/bin/onceflow sample --out data/sample/payments --records 10000 --files 10
@@ -47,7 +63,7 @@ validate: $(VENV)/.installed ## validate JOB (default jobs/payments.yaml) withou
 	$(VENV)/bin/onceflow validate $(JOB) --env $(ENV)
 
 run: setup ## the default job end to end on fresh sample data; prints output path and rows
-	rm -rf data/sample/payments data/tables/payments state/payments
+	rm -rf data/sample/payments data/tables state
 	$(VENV)/bin/onceflow sample --out data/sample/payments --records 10000 --files 10
 	$(VENV)/bin/onceflow run $(JOB) --env $(ENV)
 
@@ -62,8 +78,8 @@ test: setup lint test-only ## set up, lint, then the whole pytest suite
 test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-clean-state: ## remove sample data, tables, checkpoints
-	rm -rf data state spark-warehouse
+clean-state: ## remove sample data, tables, checkpoints, local service data
+	rm -rf data state spark-warehouse .services
 
 clean: clean-state ## also remove the venv and jars
 	rm -rf $(VENV) .jars *.egg-info src/*.egg-info

@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.config import LoadedJob, load_job
+from onceflow.services import KafkaUser, LocalKafka
 from onceflow.session import DELTA_CONF, jar_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ FAST_TEST_CONF = {
 def spark() -> Iterator[SparkSession]:
     """The one local SparkSession of the test run, with Delta and the project's jars."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need onceflow too
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
     builder = (
         SparkSession.builder.master("local[2]")
         .appName("onceflow-tests")
@@ -45,6 +47,22 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+#: The SASL user of the test broker. Its password is a canary: no log, error, printed
+#: config or Spark event log may ever contain it.
+KAFKA_USER = KafkaUser("alice", "kafka-pw-CANARY-5e2d1f")
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A real single-node Kafka broker (KRaft) for the whole run, on free loopback ports."""
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka"), jars=ROOT / ".jars" / "kafka", users=[KAFKA_USER]
+    )
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 JobLoader = Callable[..., LoadedJob]

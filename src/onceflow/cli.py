@@ -7,6 +7,7 @@ invalid (found before Spark starts).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,23 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=7)
     sample.set_defaults(handler=_sample)
 
+    produce = commands.add_parser("produce", help="write the payments workload to Kafka")
+    produce.add_argument("--bootstrap", required=True, help="host:port of a listener")
+    produce.add_argument("--topic", required=True)
+    produce.add_argument("--records", type=int, default=10_000)
+    produce.add_argument("--rate", type=float, default=0.0, help="records/s; 0 = flat out")
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--first-id", type=int, default=1)
+    produce.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting, e.g. security.protocol=SASL_PLAINTEXT; a value may be "
+        "${env:VAR}",
+    )
+    produce.set_defaults(handler=_produce)
+
     jars = commands.add_parser("jars", help="print the jars for spark-submit --jars")
     jars.add_argument("--jars-dir", default=".jars/spark")
     jars.set_defaults(handler=_jars)
@@ -93,6 +111,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     loaded = _load(args)  # every config error surfaces here, before Spark starts
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("onceflow").addHandler(handler)
+    logging.getLogger("onceflow").setLevel(logging.INFO)
     from onceflow.runner import run_job, sink_row_counts  # imports pyspark: only when running
 
     result = run_job(loaded)
@@ -100,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         f"job '{loaded.spec.name}' on {result.master}: {result.batches} batch(es), "
         f"{result.input_rows} input row(s), query {result.query_id}"
     )
+    if result.skipped_offsets:
+        print(f"warning: {result.skipped_offsets} Kafka offset(s) skipped: gone before read")
     for name, path, rows in sink_row_counts(loaded.spec):
         print(f"sink '{name}': {rows} row(s) at {path}")
     return EXIT_OK
@@ -110,6 +134,32 @@ def _sample(args: argparse.Namespace) -> int:
 
     files = write_payment_files(args.out, args.records, args.files, seed=args.seed)
     print(f"wrote {args.records} payment(s) in {len(files)} file(s) to {args.out}")
+    return EXIT_OK
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from onceflow.config.interpolation import expand_env
+    from onceflow.prove.produce import produce_payments
+
+    client = {}
+    for item in args.client:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("CONFIG_BAD_OVERRIDE", override=item, problem="expected KEY=VALUE")
+        client[key] = expand_env(value, where=f"--client {key}")
+    result = produce_payments(
+        args.bootstrap,
+        args.topic,
+        args.records,
+        seed=args.seed,
+        first_id=args.first_id,
+        rate=args.rate,
+        client=client,
+    )
+    print(
+        f"produced {result.records} payment(s) to {args.topic} in {result.seconds:.2f}s "
+        f"({result.records_per_second:,.0f} records/s)"
+    )
     return EXIT_OK
 
 

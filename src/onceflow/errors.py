@@ -43,6 +43,11 @@ MESSAGES: dict[str, str] = {
     "CONFIG_GUARANTEE_REFUSED": "{file}:{line}: '{key}': {why}",
     # sources and sinks
     "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
+    "SOURCE_AUTH_FAILED": "job '{job}': {source} refused the job's credentials: {cause}. "
+    "Check the user and the password variable the job's kafka.sasl.jaas.config names",
+    "SOURCE_DATA_LOSS": "job '{job}': {source}: records the checkpoint still needs are gone "
+    "from Kafka (aged out by retention, or the topic was deleted): {lost}. With "
+    "failOnDataLoss: false the job skips them and reports how many",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
     # guarantees

@@ -7,15 +7,23 @@ checkpoint and trigger; ``run_job`` also builds the session and waits for the en
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
-from onceflow.config import Guarantee, JobSpec, LoadedJob, TransformSpec, TriggerSpec
+from onceflow.config import (
+    Guarantee,
+    JobSpec,
+    KafkaSourceSpec,
+    LoadedJob,
+    TransformSpec,
+    TriggerSpec,
+)
 from onceflow.contracts import BatchWriter
-from onceflow.errors import OnceflowError
+from onceflow.errors import OnceflowError, SourceError
 from onceflow.guarantees import (
     BatchLedger,
     CrashPlan,
@@ -24,9 +32,10 @@ from onceflow.guarantees import (
     guarded_writer,
     resolve_app_id,
 )
+from onceflow.observe import ProgressLogger, skipped_offsets
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
-from onceflow.sources import read_stream
+from onceflow.sources import describe_lost_offsets, read_stream
 
 __all__ = [
     "RunResult",
@@ -35,17 +44,20 @@ __all__ = [
     "run_job",
     "sink_row_counts",
     "start_query",
+    "unwrap_streaming_error",
 ]
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one ``run_job`` did: where it ran, the query's id, the batches and rows."""
+    """What one ``run_job`` did: where it ran, the query's id, the batches and rows, and
+    Kafka offsets skipped as lost (only with ``failOnDataLoss: false``)."""
 
     master: str
     query_id: str
     batches: int
     input_rows: int
+    skipped_offsets: int = 0
 
 
 def apply_transform(frame: DataFrame, spec: TransformSpec) -> DataFrame:
@@ -111,35 +123,61 @@ def run_job(loaded: LoadedJob) -> RunResult:
         OnceflowError: the onceflow error that stopped the query, when there is one.
     """
     spark = build_session(loaded.spec)
+    listener = ProgressLogger(loaded.spec.name)
+    spark.streams.addListener(listener)
     query = start_query(spark, loaded.spec)
     try:
         query.awaitTermination()
     except Exception as exc:
-        raise _unwrap_streaming_error(exc) from exc
+        raise unwrap_streaming_error(exc, loaded.spec, spark) from exc
     finally:
         if query.isActive:
             query.stop()
+        spark.streams.removeListener(listener)
     progress = query.recentProgress
     return RunResult(
         master=spark.sparkContext.master or "?",
         query_id=str(query.id),
-        batches=len([p for p in progress if p.get("numInputRows", 0) > 0]),
-        input_rows=sum(int(p.get("numInputRows", 0)) for p in progress),
+        batches=len([p for p in progress if p.numInputRows > 0]),
+        input_rows=sum(int(p.numInputRows) for p in progress),
+        skipped_offsets=sum(skipped_offsets(p.json) for p in progress),
     )
 
 
-def _unwrap_streaming_error(exc: Exception) -> Exception:
-    """The onceflow error raised inside ``foreachBatch`` if there is one, else ``exc``.
+def unwrap_streaming_error(
+    exc: BaseException, spec: JobSpec, spark: SparkSession | None = None
+) -> BaseException:
+    """What stopped a query, as the most telling error there is.
 
-    Spark re-raises a Python error from ``foreachBatch`` inside a StreamingQueryException,
-    losing its type; the original is still on the ``__cause__``/``__context__`` chain.
+    - the onceflow error raised inside ``foreachBatch`` (Spark wraps it in a
+      StreamingQueryException; the original is on the ``__cause__`` chain);
+    - a Kafka authentication failure as SOURCE_AUTH_FAILED naming the listener;
+    - Kafka data loss as SOURCE_DATA_LOSS with the partitions and offsets Spark reported;
+    - else ``exc`` itself.
     """
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OnceflowError):
             return seen
         seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if isinstance(spec.source, KafkaSourceSpec):
+        source = f"kafka at {spec.source.options['kafka.bootstrap.servers']}"
+        auth = _KAFKA_AUTH_FAILURE.search(text)
+        if auth is not None:
+            return SourceError("SOURCE_AUTH_FAILED", job=spec.name, source=source, cause=auth[0])
+        if "failOnDataLoss" in text or "data may have been lost" in text:
+            spark = spark or SparkSession.getActiveSession()
+            lost = (
+                describe_lost_offsets(spark, spec.source, text)
+                if spark is not None
+                else "Spark did not name the partitions"
+            )
+            return SourceError("SOURCE_DATA_LOSS", job=spec.name, source=source, lost=lost)
     return exc
+
+
+_KAFKA_AUTH_FAILURE = re.compile(r"Authentication failed[^\n]*?(?= SQLSTATE|\s+at |\n|$)")
 
 
 def sink_row_counts(spec: JobSpec) -> list[tuple[str, str, int]]:

@@ -6,6 +6,7 @@ shows it as ``***`` and validation errors never echo it, whether or not it was a
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from onceflow.config.documents import Document, KeyPath, format_key_path
 from onceflow.errors import ConfigError
 
-__all__ = ["interpolate_env"]
+__all__ = ["expand_env", "interpolate_env"]
 
 _REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_REFERENCE = re.compile(r"\$\{[^}]*\}?")
@@ -79,3 +80,10 @@ def _substitute(
 
     sensitive.add(path)
     return _REFERENCE.sub(replace, value)
+
+
+def expand_env(value: str, where: str, environ: Mapping[str, str] | None = None) -> str:
+    """``${env:VAR}`` in one command-line value; ``where`` names it in errors."""
+    document = Document({"value": value}, name=where)
+    interpolate_env(document, os.environ if environ is None else environ)
+    return str(document.data["value"])

@@ -22,6 +22,8 @@ __all__ = [
     "FileSourceSpec",
     "Guarantee",
     "JobSpec",
+    "KafkaSourceSpec",
+    "KafkaValueFormat",
     "MatchedClause",
     "MergeSpec",
     "NotMatchedClause",
@@ -82,7 +84,76 @@ class DeltaSourceSpec(_Model):
     _strings = field_validator("options", mode="before")(_as_str_map)
 
 
-SourceSpec = Annotated[FileSourceSpec | DeltaSourceSpec, Field(discriminator="kind")]
+class KafkaValueFormat(StrEnum):
+    JSON = "json"
+    STRING = "string"
+    BYTES = "bytes"
+
+
+class KafkaSourceSpec(_Model):
+    """Kafka topics read as a stream. Spark's own option names, unchanged.
+
+    Exactly one of ``subscribe``, ``subscribePattern``, ``assign``. Client settings go in
+    ``options`` with their ``kafka.`` prefix (``kafka.bootstrap.servers`` is required).
+    Every row keeps ``kafka_topic``, ``kafka_partition``, ``kafka_offset`` and
+    ``kafka_timestamp`` so it can be traced to its record.
+    """
+
+    kind: Literal["kafka"]
+    subscribe: str | None = None
+    subscribePattern: str | None = None
+    assign: str | None = None
+    startingOffsets: str | None = None
+    startingOffsetsByTimestamp: str | None = None
+    maxOffsetsPerTrigger: int | None = Field(default=None, ge=1)
+    minOffsetsPerTrigger: int | None = Field(default=None, ge=1)
+    maxTriggerDelay: str | None = None
+    failOnDataLoss: bool = True
+    minPartitions: int | None = Field(default=None, ge=1)
+    includeHeaders: bool = False
+    groupIdPrefix: str | None = None
+    format: KafkaValueFormat = KafkaValueFormat.JSON
+    schema_ddl: str | None = Field(default=None, alias="schema")
+    options: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("options", mode="before")(_as_str_map)
+
+    @field_validator("options")
+    @classmethod
+    def _client_options_only(cls, options: dict[str, str]) -> dict[str, str]:
+        stray = sorted(key for key in options if not key.startswith("kafka."))
+        if stray:
+            raise ValueError(
+                f"only kafka.* client options go here; {', '.join(stray)} must be set with "
+                "their own key (subscribe, startingOffsets, ...)"
+            )
+        if "kafka.bootstrap.servers" not in options:
+            raise ValueError("kafka.bootstrap.servers is required")
+        return options
+
+    @model_validator(mode="after")
+    def _one_subscription_and_a_schema(self) -> KafkaSourceSpec:
+        chosen = [self.subscribe, self.subscribePattern, self.assign]
+        if sum(value is not None for value in chosen) != 1:
+            raise ValueError("set exactly one of subscribe, subscribePattern, assign")
+        if self.format is KafkaValueFormat.JSON and not self.schema_ddl:
+            raise ValueError("format: json needs a schema (Spark DDL) for the value")
+        return self
+
+    def spark_options(self) -> dict[str, str]:
+        """Every option for ``readStream.format("kafka")``, as Spark names them."""
+        typed = self.model_dump(
+            exclude={"kind", "format", "schema_ddl", "options"}, exclude_none=True
+        )
+        return {
+            name: str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in typed.items()
+        } | self.options
+
+
+SourceSpec = Annotated[
+    FileSourceSpec | DeltaSourceSpec | KafkaSourceSpec, Field(discriminator="kind")
+]
 
 
 class TransformSpec(_Model):

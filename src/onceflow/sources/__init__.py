@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import DeltaSourceSpec, FileSourceSpec, SourceSpec
+from onceflow.config import DeltaSourceSpec, FileSourceSpec, KafkaSourceSpec, SourceSpec
 from onceflow.sources.delta import read_delta_stream
 from onceflow.sources.files import read_file_stream
+from onceflow.sources.kafka import KAFKA_COORDINATES, describe_lost_offsets, read_kafka_stream
 
-__all__ = ["read_delta_stream", "read_file_stream", "read_stream"]
+__all__ = [
+    "KAFKA_COORDINATES",
+    "describe_lost_offsets",
+    "read_delta_stream",
+    "read_file_stream",
+    "read_kafka_stream",
+    "read_stream",
+]
 
 
 def read_stream(spark: SparkSession, spec: SourceSpec) -> DataFrame:
@@ -17,4 +25,6 @@ def read_stream(spark: SparkSession, spec: SourceSpec) -> DataFrame:
         return read_file_stream(spark, spec)
     if isinstance(spec, DeltaSourceSpec):
         return read_delta_stream(spark, spec)
+    if isinstance(spec, KafkaSourceSpec):
+        return read_kafka_stream(spark, spec)
     raise TypeError(f"no reader for source kind {spec.kind!r}")  # unreachable: models are closed

@@ -1,0 +1,119 @@
+"""A child process with a log file, a readiness wait and a clean stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from onceflow.errors import ServiceError
+
+__all__ = ["ManagedProcess", "free_port", "log_tail", "stop_pid"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of ``log`` ("" if it does not exist)."""
+    if not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM ``pid``'s process group, then SIGKILL it if it outlives ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            try:  # reap it if it is our child
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+
+
+class ManagedProcess:
+    """One service process, in its own process group, writing to ``log``."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.log = log
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 90.0) -> None:
+        """Start, then poll ``ready()`` until it is true.
+
+        Raises:
+            ServiceError: SERVICE_START_FAILED when the process exits or ``timeout`` passes
+                first; the message carries the log's tail.
+        """
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - a fixed command of ours
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # its own group: a stop takes its children too
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(Exception):  # "not ready yet" is any error at all
+                if ready():
+                    return
+            time.sleep(0.5)
+        self.stop()
+        raise ServiceError(
+            "SERVICE_START_FAILED",
+            service=self.name,
+            timeout=int(timeout),
+            log=str(self.log),
+            tail=log_tail(self.log),
+        )
+
+    def stop(self) -> None:
+        """Stop the process and its group; waits for it to exit."""
+        if self.process is None:
+            return
+        stop_pid(self.process.pid)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.process = None

@@ -1,0 +1,297 @@
+"""Kafka -> Delta against a real local broker: guarantees across crashes, partitions,
+topic patterns, secured listeners, and data aged out of retention."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from onceflow.errors import SourceError
+from onceflow.prove.produce import produce_payments
+from onceflow.runner import start_query
+from onceflow.services import LocalKafka
+from tests.conftest import KAFKA_USER, JobLoader
+from tests.payments_check import events_delivery
+from tests.streaming import run_to_end
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+
+JOB = "jobs/payments_kafka.yaml"
+_topics = itertools.count()
+
+
+def new_topic(kafka: LocalKafka, partitions: int = 3, **config: str) -> str:
+    name = f"payments-{next(_topics)}-{int(time.time())}"
+    kafka.create_topic(name, partitions=partitions, config=config)
+    return name
+
+
+@pytest.fixture(autouse=True)
+def bootstrap_env(kafka: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka.bootstrap)
+
+
+# (overrides, crash point) -> what the restart must show: (lost, duplicated) as "0", ">0"
+CASES = {
+    "at-least-once/after_write": (("guarantee=at-least-once", "strategy=null"), "after_write"),
+    "at-most-once/mid_write": (("guarantee=at-most-once", "strategy=null"), "mid_write"),
+    "exactly-once-transactional/after_write": ((), "after_write"),
+    "exactly-once-transactional/mid_write": ((), "mid_write"),
+    "exactly-once-merge/after_write": (
+        ("strategy=merge", "sinks[0].merge.keys=[id]", "sinks[0].merge.order_by=event_time"),
+        "after_write",
+    ),
+}
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kafka_to_delta_across_a_crash(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, case: str
+) -> None:
+    overrides, point = CASES[case]
+    topic = new_topic(kafka)
+    produce_payments(kafka.bootstrap, topic, 120)
+    job = (JOB, f"source.subscribe={topic}", "source.maxOffsetsPerTrigger=40", *overrides)
+
+    crashing = job_in(*job, f"faults.crash_point={point}", "faults.batch_id=1").spec
+    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
+        run_to_end(spark, crashing)
+    run_to_end(spark, job_in(*job).spec)
+
+    table = crashing.sinks[0].path
+    events = events_delivery(spark, table, 120)
+    rows = spark.read.format("delta").load(table)
+    per_record = Counter(
+        (r["kafka_partition"], r["kafka_offset"])
+        for r in rows.select("kafka_partition", "kafka_offset").collect()
+    )
+    if case.startswith("exactly-once"):
+        assert (events.lost, events.duplicated) == (0, 0), events
+    elif case.startswith("at-least-once"):
+        # batch 1 (at most 40 records) written twice, nothing lost; each twice, not more
+        assert events.lost == 0 and 0 < events.duplicated <= 40, events
+        assert set(per_record.values()) == {1, 2}
+    else:
+        # batch 1 lost with the ledger already holding it; never a duplicate
+        assert 0 < events.lost <= 40 and events.duplicated == 0, events
+    # every row traces to one record: (partition, offset) -> one id, over all 3 partitions
+    assert {p for p, _ in per_record} == {0, 1, 2}
+
+
+def test_pattern_subscription_picks_up_a_new_topic(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, tmp_path: Path
+) -> None:
+    prefix = f"pattern{int(time.time())}"
+    first = f"{prefix}-a"
+    kafka.create_topic(first, partitions=2)
+    produce_payments(kafka.bootstrap, first, 30)
+    spec = job_in(
+        JOB,
+        "source.subscribe=null",
+        f"source.subscribePattern={prefix}-.*",
+        'source.options["kafka.metadata.max.age.ms"]=500',
+        "trigger.available_now=false",
+        "trigger.processing_time=1 second",
+    ).spec
+    query = start_query(spark, spec)
+    try:
+        query.processAllAvailable()
+        second = f"{prefix}-b"
+        kafka.create_topic(second, partitions=1)
+        produce_payments(kafka.bootstrap, second, 20, first_id=31)
+        table = spec.sinks[0].path
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            query.processAllAvailable()
+            if spark.read.format("delta").load(table).count() >= 50:
+                break
+            time.sleep(1)
+    finally:
+        query.stop()
+    rows = spark.read.format("delta").load(spec.sinks[0].path)
+    topics = Counter(r["kafka_topic"] for r in rows.select("kafka_topic").collect())
+    assert topics == {first: 30, second: 20}
+
+
+def sasl_job(job_in: JobLoader, kafka: LocalKafka, topic: str, mechanism: str) -> JobLoader:
+    module = {
+        "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+        "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    }[mechanism]
+    jaas = f'{module} required username="{KAFKA_USER.name}" password="${{env:KAFKA_PASSWORD}}";'
+    return job_in(  # type: ignore[no-any-return]
+        JOB,
+        f"source.subscribe={topic}",
+        f'source.options["kafka.bootstrap.servers"]={kafka.sasl_bootstrap}',
+        'source.options["kafka.security.protocol"]=SASL_PLAINTEXT',
+        f'source.options["kafka.sasl.mechanism"]={mechanism}',
+        f"source.options[\"kafka.sasl.jaas.config\"]='{jaas}'",
+    )
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_secured_listener_with_the_right_password(
+    spark: SparkSession,
+    kafka: LocalKafka,
+    job_in: JobLoader,
+    monkeypatch: pytest.MonkeyPatch,
+    mechanism: str,
+) -> None:
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 25)
+    monkeypatch.setenv("KAFKA_PASSWORD", KAFKA_USER.password)
+    spec = sasl_job(job_in, kafka, topic, mechanism).spec
+    run_to_end(spark, spec)
+    assert events_delivery(spark, spec.sinks[0].path, 25).lost == 0
+
+
+def test_wrong_password_fails_fast_with_a_clear_error(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onceflow.runner import unwrap_streaming_error
+
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 5)
+    monkeypatch.setenv("KAFKA_PASSWORD", "not-the-password")
+    spec = sasl_job(job_in, kafka, topic, "PLAIN").spec
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        run_to_end(spark, spec)
+    error = unwrap_streaming_error(caught.value, spec)
+    assert isinstance(error, SourceError), error
+    assert error.error_class == "SOURCE_AUTH_FAILED"
+    assert kafka.sasl_bootstrap in str(error)
+    assert "not-the-password" not in str(error)
+    assert time.monotonic() - started < 120  # fails, instead of retrying for minutes
+    print(f"{time.monotonic() - started:.1f}s: {error}")
+
+
+def age_out(kafka: LocalKafka, topic: str, first_id: int, count: int) -> int:
+    """Shorten the topic's retention, produce ``count`` records (and one more), wait until
+    retention has removed every
+    record of the topic, and return the log start offset, which is then its end offset.
+
+    The topic keeps data 1 s and rolls segments after 1 s; the broker checks every second
+    and also rolls and deletes an expired active segment, so in the end nothing is left.
+    Waiting for that end state keeps the expectations exact.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    kafka.set_topic_config(topic, {"retention.ms": "1000", "segment.ms": "1000"})
+    produce_payments(kafka.bootstrap, topic, count, first_id=first_id)
+    time.sleep(2.5)
+    produce_payments(kafka.bootstrap, topic, 1, first_id=first_id + count)
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "probe", "log_level": 3})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+            if low == high == first_id + count:
+                return int(low)
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+    raise AssertionError(f"{topic}: records did not age out within 60 s")
+
+
+def test_aged_out_data_stops_the_query_naming_the_offsets(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    from onceflow.runner import unwrap_streaming_error
+
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 10)
+    spec = job_in(JOB, f"source.subscribe={topic}").spec
+    run_to_end(spark, spec)  # checkpoint now at offset 10
+    start = age_out(kafka, topic, first_id=11, count=40)
+
+    with pytest.raises(Exception) as caught:
+        run_to_end(spark, spec)
+    error = unwrap_streaming_error(caught.value, spec)
+    assert isinstance(error, SourceError), caught.value
+    assert error.error_class == "SOURCE_DATA_LOSS"
+    expected = f"{topic}-0: offsets 10..{start - 1} (the earliest Kafka still has is {start})"
+    assert expected in str(error), str(error)
+    print(error)
+
+
+def test_aged_out_data_is_skipped_and_counted_without_fail_on_data_loss(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    from onceflow.observe import skipped_offsets
+
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 10)
+    spec = job_in(JOB, f"source.subscribe={topic}", "source.failOnDataLoss=false").spec
+    run_to_end(spark, spec)
+    start = age_out(kafka, topic, first_id=11, count=40)
+
+    query = start_query(spark, spec)
+    query.awaitTermination(300)
+    skipped = sum(skipped_offsets(progress.json) for progress in query.recentProgress)
+    assert skipped == start - 10
+    assert start == 51  # offsets 10..50 aged out unread
+    assert spark.read.format("delta").load(spec.sinks[0].path).count() == 10
+
+
+@pytest.mark.slow
+def test_the_password_appears_in_no_log_error_config_or_event_log(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """A real ``onceflow run`` reading through SASL with the canary password from
+    ``${env:KAFKA_PASSWORD}``, with Spark's event log on: the canary appears nowhere."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 20)
+    events = tmp_path / "spark-events"
+    events.mkdir()
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{KAFKA_USER.name}" password="${{env:KAFKA_PASSWORD}}";'
+    )
+    job_args = [
+        JOB,
+        "--env", "local",
+        "--set", f"storage.root={tmp_path}",
+        "--set", f"source.subscribe={topic}",
+        "--set", f'source.options["kafka.bootstrap.servers"]={kafka.sasl_bootstrap}',
+        "--set", 'source.options["kafka.security.protocol"]=SASL_PLAINTEXT',
+        "--set", 'source.options["kafka.sasl.mechanism"]=PLAIN',
+        "--set", f"source.options[\"kafka.sasl.jaas.config\"]='{jaas}'",
+        "--set", 'spark.conf["spark.eventLog.enabled"]=true',
+        "--set", f'spark.conf["spark.eventLog.dir"]={events}',
+        "--set", 'spark.conf["spark.eventLog.compress"]=false',  # so it can be searched
+        "--set", "spark.log_level=INFO",
+    ]  # fmt: skip
+    env = {**os.environ, "KAFKA_PASSWORD": KAFKA_USER.password, "SPARK_LOCAL_IP": "127.0.0.1"}
+    onceflow = str(Path(sys.executable).with_name("onceflow"))
+    run = subprocess.run(
+        [onceflow, "run", *job_args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    printed = subprocess.run(
+        [onceflow, "validate", *job_args, "--print"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "sink 'events': 20 row(s)" in run.stdout
+    assert printed.returncode == 0 and "kafka.sasl.jaas.config: '***'" in printed.stdout
+    event_logs = [path.read_text(errors="replace") for path in events.rglob("*") if path.is_file()]
+    assert event_logs and any("SparkListenerApplicationStart" in text for text in event_logs)
+    for where, text in [
+        ("stdout", run.stdout),
+        ("stderr (Spark and onceflow logs)", run.stderr),
+        ("validate --print", printed.stdout),
+        *(("event log", text) for text in event_logs),
+    ]:
+        assert KAFKA_USER.password not in text, f"the password leaked into {where}"
