@@ -15,7 +15,7 @@ LINT_DIRS := $(wildcard src tests bench jvm)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup venv jars kafka-jars kafka-up kafka-down sample run validate lint test \
+.PHONY: help setup venv jars kafka-jars kafka-up kafka-down sample run validate lint test prove \
         test-only clean clean-state
 
 help: ## list the targets
@@ -77,6 +77,23 @@ test: setup lint test-only ## set up, lint, then the whole pytest suite
 
 test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+PROVE_JOBS ?= $(wildcard jobs/payments_*.yaml)
+PROVE_JOBS_FILES := $(filter-out jobs/payments_kafka.yaml,$(PROVE_JOBS))
+PROVE_OUT  ?= state/prove-report
+
+prove: setup ## the full prove matrix for the example jobs; report in state/prove-report/
+	rm -rf $(PROVE_OUT) && mkdir -p $(PROVE_OUT)
+	status=0; start=$$(date +%s); \
+	for job in $(PROVE_JOBS_FILES); do \
+	  name=$$(basename $$job .yaml); \
+	  $(VENV)/bin/onceflow prove $$job --env $(ENV) --random-kills 2 \
+	    --crash-points before_write,mid_write,after_write,after_commit,deleted_commit,second_instance,fresh_checkpoint \
+	    --work-dir state/prove/$$name --json $(PROVE_OUT)/$$name.json \
+	    --markdown $(PROVE_OUT)/$$name.md || status=1; \
+	done; \
+	cat $(PROVE_OUT)/*.md > $(PROVE_OUT)/REPORT.md; \
+	echo "report: $(PROVE_OUT)/REPORT.md ($$(( $$(date +%s) - start ))s)"; exit $$status
 
 clean-state: ## remove sample data, tables, checkpoints, local service data
 	rm -rf data state spark-warehouse .services

@@ -20,6 +20,7 @@ __all__ = [
     "ServiceError",
     "SinkError",
     "SourceError",
+    "first_line",
 ]
 
 MESSAGES: dict[str, str] = {
@@ -55,7 +56,11 @@ MESSAGES: dict[str, str] = {
     "app id(s) {other_ids}, but this checkpoint's app id is {app_id}. A new checkpoint "
     "against an existing sink would restart batch ids at 0 and Delta would silently skip "
     "them. Point the job at its old checkpoint, or set {opt_in} to write anyway.",
+    "GUARANTEE_CHECKPOINT_LOCKED": "job '{job}': checkpoint {checkpoint} is in use by "
+    "{holder} (last heartbeat {age}s ago). One checkpoint runs one query at a time: stop "
+    "the other instance, or wait for its lock to go stale if it died on another host",
     "GUARANTEE_CRASH_INJECTED": "injected crash at {crash_point} on batch {batch_id}",
+    "PROVE_RUN_FAILED": "prove scenario {scenario}: {problem}; last lines of its log:\n{log}",
     # runtime
     "JARS_MISSING": "no JVM jars in {jars_dir}: run `make jars` (it resolves them with Maven "
     "from jvm/spark/pom.xml) or point spark.jars_dir at a folder that has them",
@@ -79,6 +84,12 @@ class OnceflowError(Exception):
         self.error_class = error_class
         self.params = params
         super().__init__(f"[{error_class}] {MESSAGES[error_class].format(**params)}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message: enough to say what broke, no stack."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ConfigError(OnceflowError):

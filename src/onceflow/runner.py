@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -26,6 +27,7 @@ from onceflow.contracts import BatchWriter
 from onceflow.errors import OnceflowError, SourceError
 from onceflow.guarantees import (
     BatchLedger,
+    CheckpointLock,
     CrashPlan,
     WriterSettings,
     check_foreign_sinks,
@@ -95,7 +97,33 @@ def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
 def start_query(
     spark: SparkSession, spec: JobSpec, writer: BatchWriter | None = None
 ) -> StreamingQuery:
-    """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness)."""
+    """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness).
+
+    The checkpoint's lock is taken first and released when the query ends, however it ends.
+    """
+    lock = CheckpointLock(spark, spec.checkpoint, spec.name)
+    lock.acquire()
+    try:
+        query = _start(spark, spec, writer)
+    except BaseException:
+        lock.release()
+        raise
+    threading.Thread(
+        target=_release_when_done, args=(query, lock), name=f"onceflow-{spec.name}", daemon=True
+    ).start()
+    return query
+
+
+def _release_when_done(query: StreamingQuery, lock: CheckpointLock) -> None:
+    try:
+        query.awaitTermination()
+    except Exception:  # noqa: S110 - the query's failure is its caller's to report
+        pass
+    finally:
+        lock.release()
+
+
+def _start(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None) -> StreamingQuery:
     writer = writer or build_writer(spark, spec)
     frame = apply_transform(read_stream(spark, spec.source), spec.transform)
     stream = (

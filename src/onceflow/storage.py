@@ -67,6 +67,18 @@ class CheckpointFiles:
             stream.close()
         return True
 
+    def overwrite(self, name: str, text: str) -> None:
+        """Write ``name`` with ``text``, replacing it if it exists."""
+        stream = self._fs.create(self._path(name), True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` if it exists."""
+        self._fs.delete(self._path(name), False)
+
     def names(self) -> list[str]:
         """The names of the files directly in the folder (empty if it does not exist)."""
         if not self._fs.exists(self._folder):

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from onceflow.config import DeltaSinkSpec, JobSpec, ParquetSinkSpec, SinkSpec
 from onceflow.contracts import Sink
-from onceflow.sinks.delta import DeltaSink, dml_transaction, is_delta_conflict
+from onceflow.sinks.base import BatchSink, is_delta_conflict
+from onceflow.sinks.delta import DeltaSink, dml_transaction
 from onceflow.sinks.parquet import ParquetSink
 
-__all__ = ["DeltaSink", "ParquetSink", "build_sink", "dml_transaction", "is_delta_conflict"]
+__all__ = [
+    "BatchSink",
+    "DeltaSink",
+    "ParquetSink",
+    "build_sink",
+    "dml_transaction",
+    "is_delta_conflict",
+]
 
 
 def build_sink(job: JobSpec, spec: SinkSpec) -> Sink:

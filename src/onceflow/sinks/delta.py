@@ -37,8 +37,8 @@ from pyspark.sql import functions as F
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
 from onceflow.contracts import BatchContext
-from onceflow.errors import SinkError
-from onceflow.sinks.shaping import latest_per_key, shaped_batch
+from onceflow.sinks.base import BatchSink
+from onceflow.sinks.shaping import latest_per_key
 
 __all__ = ["DML_TXN_APP_ID", "DML_TXN_VERSION", "DeltaSink", "dml_transaction"]
 
@@ -75,51 +75,22 @@ def dml_transaction(spark: SparkSession, context: BatchContext) -> Iterator[None
                 spark.conf.unset(key)
 
 
-class DeltaSink:
-    """One Delta table; ``mode`` says how a batch lands in it (see the module's table)."""
+class DeltaSink(BatchSink):
+    """One Delta table; ``mode`` says how a batch lands in it (see the module's docstring)."""
+
+    _spec: DeltaSinkSpec
 
     def __init__(self, job: str, spec: DeltaSinkSpec, mode: WriteMode) -> None:
-        self._job = job
-        self._spec = spec
-        self._mode = mode
+        super().__init__(job, spec, mode)
 
-    @property
-    def name(self) -> str:
-        return self._spec.name
-
-    @property
-    def path(self) -> str:
-        return self._spec.path
-
-    @property
-    def mode(self) -> WriteMode:
-        return self._mode
-
-    def write(self, batch: DataFrame, context: BatchContext) -> None:
-        """Write one batch; a failure is re-raised as SINK_WRITE_FAILED naming job and sink.
-
-        Delta's concurrent-modification exceptions pass through unwrapped, so the policy's
-        retry can recognise them.
-        """
-        try:
-            with shaped_batch(batch, self._spec.query, self.name) as frame:
-                if self._mode is WriteMode.MERGE:
-                    assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
-                    self._merge(frame, self._spec.merge, context)
-                elif self._mode is WriteMode.REPLACE_BATCH:
-                    self._replace_batch(frame, context)
-                else:
-                    self._append(frame, context)
-        except Exception as exc:
-            if is_delta_conflict(exc):
-                raise
-            raise SinkError(
-                "SINK_WRITE_FAILED",
-                job=self._job,
-                sink=self.name,
-                batch_id=context.batch_id,
-                cause=first_line(exc),
-            ) from exc
+    def _write(self, frame: DataFrame, context: BatchContext) -> None:
+        if self._mode is WriteMode.MERGE:
+            assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
+            self._merge(frame, self._spec.merge, context)
+        elif self._mode is WriteMode.REPLACE_BATCH:
+            self._replace_batch(frame, context)
+        else:
+            self._append(frame, context)
 
     def _append(self, frame: DataFrame, context: BatchContext) -> None:
         writer = frame.write.format("delta").mode("append").options(**self._spec.options)
@@ -190,35 +161,3 @@ def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBui
     if merge.schema_evolution:
         builder = builder.withSchemaEvolution()
     return builder
-
-
-def is_delta_conflict(exc: BaseException) -> bool:
-    """True for Delta's typed concurrent-modification exceptions (safe to retry)."""
-    from delta.exceptions import (
-        ConcurrentAppendException,
-        ConcurrentDeleteDeleteException,
-        ConcurrentDeleteReadException,
-        ConcurrentTransactionException,
-        ConcurrentWriteException,
-        DeltaConcurrentModificationException,
-        MetadataChangedException,
-        ProtocolChangedException,
-    )
-
-    conflicts = (
-        ConcurrentAppendException,
-        ConcurrentDeleteDeleteException,
-        ConcurrentDeleteReadException,
-        ConcurrentTransactionException,
-        ConcurrentWriteException,
-        DeltaConcurrentModificationException,
-        MetadataChangedException,
-        ProtocolChangedException,
-    )
-    return isinstance(exc, conflicts)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message: enough to say what broke, no stack."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -23,46 +23,18 @@ from pyspark.sql import functions as F
 
 from onceflow.config import ParquetSinkSpec, WriteMode
 from onceflow.contracts import BatchContext
-from onceflow.errors import SinkError
-from onceflow.sinks.delta import first_line
-from onceflow.sinks.shaping import shaped_batch
+from onceflow.sinks.base import BatchSink
 
 __all__ = ["ParquetSink"]
 
 
-class ParquetSink:
+class ParquetSink(BatchSink):
     """A folder of Parquet files; ``replace-batch`` partitions it by the batch id."""
 
+    _spec: ParquetSinkSpec
+
     def __init__(self, job: str, spec: ParquetSinkSpec, mode: WriteMode) -> None:
-        self._job = job
-        self._spec = spec
-        self._mode = mode
-
-    @property
-    def name(self) -> str:
-        return self._spec.name
-
-    @property
-    def path(self) -> str:
-        return self._spec.path
-
-    @property
-    def mode(self) -> WriteMode:
-        return self._mode
-
-    def write(self, batch: DataFrame, context: BatchContext) -> None:
-        """Write one batch; a failure is re-raised as SINK_WRITE_FAILED."""
-        try:
-            with shaped_batch(batch, self._spec.query, self.name) as frame:
-                self._write(frame, context)
-        except Exception as exc:
-            raise SinkError(
-                "SINK_WRITE_FAILED",
-                job=self._job,
-                sink=self.name,
-                batch_id=context.batch_id,
-                cause=first_line(exc),
-            ) from exc
+        super().__init__(job, spec, mode)
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
         partitions = list(self._spec.partition_by)

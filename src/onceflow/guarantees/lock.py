@@ -1,0 +1,138 @@
+"""One running instance per checkpoint, across processes and machines.
+
+Spark refuses a second *active* query with the same checkpoint only inside one session.
+Two processes (a retried ``spark-submit`` next to a live one) would both run, both write
+sinks, and one would fail later on a clash in ``offsets/`` — after writing. So a job first
+takes ``<checkpoint>/onceflow/lock``, created only-if-absent through Hadoop's FileSystem
+(local, HDFS; on S3 the create is not atomic, so two starts in the same instant are not
+excluded there), naming its owner; a heartbeat thread rewrites it every
+``HEARTBEAT_SECONDS``.
+
+A lock is taken over when its owner is gone: the same host and its pid no longer runs (a
+SIGKILLed job restarts at once), or, from another host, its heartbeat is older than
+``STALE_AFTER_SECONDS``. A lock this process holds for a query that has stopped is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+
+from onceflow.errors import GuaranteeError
+from onceflow.guarantees.app_id import onceflow_state
+from onceflow.storage import CheckpointFiles
+
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "CheckpointLock"]
+
+HEARTBEAT_SECONDS = 10.0
+STALE_AFTER_SECONDS = 60.0
+_LOCK = "lock"
+
+
+@dataclass
+class CheckpointLock:
+    """The lock on one checkpoint; ``acquire`` it before starting, ``release`` after."""
+
+    spark: SparkSession
+    checkpoint: str
+    job: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _files(self) -> CheckpointFiles:
+        return CheckpointFiles(self.spark, onceflow_state(self.checkpoint))
+
+    def _record(self) -> str:
+        return json.dumps(
+            {
+                "job": self.job,
+                "token": self.token,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "heartbeat": time.time(),
+            }
+        )
+
+    def acquire(self) -> None:
+        """Take the lock or raise GUARANTEE_CHECKPOINT_LOCKED naming its holder."""
+        files = self._files()
+        for _ in range(3):
+            if files.create(_LOCK, self._record()):
+                self._start_heartbeat()
+                return
+            holder = _parse(files.read(_LOCK))
+            if holder is None or _is_stale(holder):
+                files.delete(_LOCK)
+                continue
+            raise GuaranteeError(
+                "GUARANTEE_CHECKPOINT_LOCKED",
+                job=self.job,
+                checkpoint=self.checkpoint,
+                holder=f"job '{holder.get('job')}' on {holder.get('host')} pid {holder.get('pid')}",
+                age=f"{_age(holder):.0f}",
+            )
+        raise GuaranteeError(
+            "GUARANTEE_CHECKPOINT_LOCKED",
+            job=self.job,
+            checkpoint=self.checkpoint,
+            holder="another process racing for it",
+            age="0",
+        )
+
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    self._files().overwrite(_LOCK, self._record())
+                except Exception:  # noqa: S112 - a missed beat is retried; the JVM may be gone
+                    continue
+
+        self._thread = threading.Thread(target=beat, name=f"onceflow-lock-{self.job}", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lock if it is still ours."""
+        self._stop.set()
+        files = self._files()
+        holder = _parse(files.read(_LOCK))
+        if holder is not None and holder.get("token") == self.token:
+            files.delete(_LOCK)
+
+
+def _parse(text: str | None) -> dict[str, object] | None:
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _is_stale(holder: dict[str, object]) -> bool:
+    if holder.get("host") == socket.gethostname():
+        pid = holder.get("pid")
+        if not isinstance(pid, int):
+            return True
+        if pid == os.getpid():
+            return True  # ours, from a query of this process that has ended
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return _age(holder) > STALE_AFTER_SECONDS
+
+
+def _age(holder: dict[str, object]) -> float:
+    """Seconds since the holder's last heartbeat (infinite if it never wrote one)."""
+    heartbeat = holder.get("heartbeat")
+    return time.time() - heartbeat if isinstance(heartbeat, int | float) else float("inf")

@@ -1,0 +1,361 @@
+"""The prove harness: run a job as real processes, kill them, restart, count.
+
+For each guarantee x crash point it feeds a fresh workload of uniquely numbered payments
+to the job's source (files or Kafka), runs the job as a separate OS process the way
+``spark-submit`` would, lets it SIGKILL its own process group (Python and JVM) at the crash
+point of the chosen batch, optionally kills it at random moments too, restarts it on the
+same checkpoint until it drains (``availableNow``), then reads the sinks independently and
+checks what the guarantee promises.
+
+Checkpoint faults are scenarios too: ``deleted_commit`` (the latest ``commits/N`` removed
+after a clean run, so batch N replays), ``second_instance`` (a second process on the same
+checkpoint while the first runs: it must refuse) and ``fresh_checkpoint`` (a new checkpoint
+against the filled sinks: it must refuse).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onceflow.config import (
+    FileSourceSpec,
+    Guarantee,
+    JobSpec,
+    KafkaSourceSpec,
+    load_job,
+)
+from onceflow.errors import ConfigError, GuaranteeError
+from onceflow.guarantees import CRASH_ENV, CrashPoint
+from onceflow.prove.produce import produce_payments
+from onceflow.prove.promises import PROMISES, promise_held
+from onceflow.prove.verify import Delivery, measure_delivery
+from onceflow.prove.workload import write_payment_files
+
+__all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveSettings", "prove"]
+
+CHECKPOINT_FAULTS = ("deleted_commit", "second_instance", "fresh_checkpoint")
+_KILLED = -signal.SIGKILL
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One job process and its log."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, Python and JVM alike."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@dataclass(frozen=True)
+class ProveSettings:
+    """What ``onceflow prove`` was asked to do."""
+
+    job_file: Path
+    work_dir: Path
+    env: str | None = None
+    overrides: tuple[str, ...] = ()
+    conf_dir: Path | None = None
+    guarantees: tuple[str, ...] = ()  # empty: the job's own; "exactly-once:merge" picks one
+    crash_points: tuple[str, ...] = tuple(p.value for p in CrashPoint)
+    random_kills: int = 0
+    records: int = 400
+    batches: int = 4
+    crash_batch: int = 1
+    seed: int = 7
+    timeout: float = 600.0
+
+
+@dataclass
+class ProveRow:
+    """One scenario's outcome; the field names are the report's columns."""
+
+    guarantee: str
+    strategy: str
+    crash_point: str
+    kills: int
+    expected: int
+    delivered: int
+    lost: int
+    duplicated: int
+    balance_drift: float | None
+    promise: str
+    promise_held: bool
+    note: str = field(default="", compare=False)
+
+    def as_report(self) -> dict[str, object]:
+        """The JSON/Markdown row: exactly the documented fields."""
+        return {
+            "guarantee": self.guarantee,
+            "strategy": self.strategy,
+            "crash_point": self.crash_point,
+            "kills": self.kills,
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "balance_drift": self.balance_drift,
+            "promise": self.promise,
+            "promise_held": self.promise_held,
+        }
+
+
+def prove(settings: ProveSettings) -> list[ProveRow]:
+    """Run every scenario of ``settings`` and return one row each."""
+    base = _load(settings, [])
+    guarantees = settings.guarantees or (_label(base),)
+    rows = []
+    for guarantee in guarantees:
+        for point in settings.crash_points:
+            rows.append(_Scenario(settings, guarantee, point).run())
+        if settings.random_kills:
+            rows.append(_Scenario(settings, guarantee, "random").run())
+    return rows
+
+
+def _label(spec: JobSpec) -> str:
+    if spec.guarantee is Guarantee.EXACTLY_ONCE and spec.strategy is not None:
+        return f"exactly-once:{spec.strategy.value}"
+    return spec.guarantee.value
+
+
+def _guarantee_overrides(label: str) -> list[str]:
+    name, _, strategy = label.partition(":")
+    guarantee = Guarantee(name)
+    if guarantee is not Guarantee.EXACTLY_ONCE:
+        return [f"guarantee={guarantee.value}", "strategy=null"]
+    return [f"guarantee={guarantee.value}", f"strategy={strategy or 'null'}"]
+
+
+def _load(settings: ProveSettings, extra: Sequence[str]) -> JobSpec:
+    return load_job(
+        settings.job_file,
+        env=settings.env,
+        overrides=[*settings.overrides, *extra],
+        conf_dir=settings.conf_dir,
+    ).spec
+
+
+class _Scenario:
+    def __init__(self, settings: ProveSettings, guarantee: str, point: str) -> None:
+        self.settings = settings
+        self.guarantee = guarantee
+        self.point = point
+        self.name = f"{guarantee.replace(':', '-')}--{point}"
+        self.root = (settings.work_dir / self.name).resolve()
+        self.runs = 0
+        self.rng = random.Random(f"{settings.seed}/{self.name}")  # noqa: S311 - not crypto
+        self.overrides = [
+            f"storage.root={self.root}",
+            *_guarantee_overrides(guarantee),
+            "trigger.available_now=true",
+            "trigger.once=false",
+            "trigger.processing_time=null",
+            "faults=null",
+        ]
+
+    # -- set-up -------------------------------------------------------------------------
+    def _feed(self, spec: JobSpec) -> list[str]:
+        s = self.settings
+        per_batch = max(1, s.records // s.batches)
+        if isinstance(spec.source, FileSourceSpec):
+            folder = self.root / "input"
+            write_payment_files(folder, s.records, s.batches, seed=s.seed)
+            return [f"source.path={folder}", "source.max_files_per_trigger=1"]
+        if isinstance(spec.source, KafkaSourceSpec):
+            from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+            bootstrap = spec.source.options["kafka.bootstrap.servers"]
+            topic = f"onceflow-prove-{self.name}-{int(time.time() * 1000)}".replace(":", "-")
+            admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+            admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[
+                topic
+            ].result(30)
+            produce_payments(bootstrap, topic, s.records, seed=s.seed)
+            return [
+                f"source.subscribe={topic}",
+                "source.subscribePattern=null",
+                "source.assign=null",
+                "source.startingOffsets=earliest",
+                f"source.maxOffsetsPerTrigger={per_batch}",
+            ]
+        raise ConfigError(
+            "CONFIG_UNSUPPORTED",
+            file=str(self.settings.job_file),
+            problem="onceflow prove feeds a files or kafka source; this job reads "
+            f"{spec.source.kind}",
+        )
+
+    # -- processes ----------------------------------------------------------------------
+    def _command(self, extra: Sequence[str] = ()) -> list[str]:
+        s = self.settings
+        command = [sys.executable, "-m", "onceflow", "run", str(s.job_file)]
+        if s.env:
+            command += ["--env", s.env]
+        if s.conf_dir:
+            command += ["--conf-dir", str(s.conf_dir)]
+        for override in [*s.overrides, *self.overrides, *extra]:
+            command += ["--set", override]
+        return command
+
+    def _spawn(self, crash: str | None = None, extra: Sequence[str] = ()) -> _Run:
+        self.runs += 1
+        env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if crash:
+            env[CRASH_ENV] = crash
+        log = self.root / f"run-{self.runs}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 - our own command line
+                self._command(extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # the job's own group: its crash kills it, not us
+            )
+        return _Run(process, log)
+
+    def _wait(self, run: _Run) -> int:
+        try:
+            return run.process.wait(self.settings.timeout)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            raise GuaranteeError(
+                "PROVE_RUN_FAILED",
+                scenario=self.name,
+                problem=f"a run took longer than {self.settings.timeout:.0f}s",
+                log=run.tail(),
+            ) from None
+
+    def _expect(self, run: _Run, wanted: int, what: str) -> None:
+        code = self._wait(run)
+        if code != wanted:
+            raise GuaranteeError(
+                "PROVE_RUN_FAILED",
+                scenario=self.name,
+                problem=f"{what}: exit status {code}, expected {wanted}",
+                log=run.tail(),
+            )
+
+    def _refused(self, run: _Run, error_class: str) -> bool:
+        """True when ``run`` stopped with exit 1 and ``error_class`` in its output."""
+        return self._wait(run) == 1 and error_class in run.tail(400)
+
+    def _drain(self, extra: Sequence[str] = ()) -> None:
+        self._expect(self._spawn(extra=extra), 0, "the restart that drains")
+
+    # -- scenarios ----------------------------------------------------------------------
+    def run(self) -> ProveRow:
+        self.root.mkdir(parents=True, exist_ok=True)
+        spec = _load(self.settings, self.overrides)
+        self.overrides += self._feed(spec)
+        spec = _load(self.settings, self.overrides)
+        kills, refused = 0, True
+        if self.point in {p.value for p in CrashPoint}:
+            crash = f"{self.point}@{self.settings.crash_batch}:kill"
+            self._expect(self._spawn(crash=crash), _KILLED, f"the run crashing at {self.point}")
+            kills = 1
+            self._drain()
+        elif self.point == "random":
+            kills = self._random_kills()
+            self._drain()
+        elif self.point == "deleted_commit":
+            self._drain()
+            self._delete_latest_commit(spec)
+            self._drain()
+        elif self.point == "second_instance":
+            refused = self._second_instance(spec)
+            kills = 1
+            self._drain()
+        elif self.point == "fresh_checkpoint":
+            self._drain()
+            fresh = [f"checkpoint={self.root / 'a-fresh-checkpoint'}"]
+            refused = self._refused(self._spawn(extra=fresh), "GUARANTEE_FOREIGN_SINK")
+        else:
+            raise ConfigError(
+                "CONFIG_BAD_OVERRIDE",
+                override=f"--crash-points {self.point}",
+                problem="one of before_write, mid_write, after_write, after_commit, random, "
+                + ", ".join(CHECKPOINT_FAULTS),
+            )
+        return self._row(spec, kills, refused)
+
+    def _random_kills(self) -> int:
+        kills = 0
+        for _ in range(self.settings.random_kills):
+            run = self._spawn()
+            try:
+                run.process.wait(self.rng.uniform(4.0, 30.0))
+            except subprocess.TimeoutExpired:
+                run.kill()
+                kills += 1
+                continue
+            self._expect(run, 0, "a run between random kills")
+            break  # it drained before the kill came
+        return kills
+
+    def _delete_latest_commit(self, spec: JobSpec) -> None:
+        commits = Path(spec.checkpoint) / "commits"
+        latest = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        latest.unlink()
+        (commits / f".{latest.name}.crc").unlink(missing_ok=True)
+
+    def _second_instance(self, spec: JobSpec) -> bool:
+        """A first instance that keeps running (processing-time trigger) holds the
+        checkpoint; a second must refuse. The first is then killed, like a node lost."""
+        first = self._spawn(
+            extra=["trigger.available_now=false", "trigger.processing_time=2 seconds"]
+        )
+        lock = Path(spec.checkpoint) / "onceflow" / "lock"
+        deadline = time.monotonic() + self.settings.timeout
+        while not lock.exists() and first.process.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        try:
+            return self._refused(self._spawn(), "GUARANTEE_CHECKPOINT_LOCKED")
+        finally:
+            first.kill()
+
+    # -- verdict ------------------------------------------------------------------------
+    def _row(self, spec: JobSpec, kills: int, refused: bool) -> ProveRow:
+        from onceflow.session import build_session
+
+        delivery: Delivery = measure_delivery(
+            build_session(spec), spec, self.settings.records, self.settings.seed
+        )
+        held = promise_held(spec.guarantee, delivery) and refused
+        strategy = spec.strategy.value if spec.strategy else "-"
+        note = "" if refused else "the run that had to be refused was not"
+        return ProveRow(
+            guarantee=spec.guarantee.value,
+            strategy=strategy if spec.guarantee is Guarantee.EXACTLY_ONCE else "-",
+            crash_point=self.point,
+            kills=kills,
+            expected=delivery.expected,
+            delivered=delivery.delivered,
+            lost=delivery.lost,
+            duplicated=delivery.duplicated,
+            balance_drift=float(delivery.balance_drift)
+            if delivery.balance_drift is not None
+            else None,
+            promise=PROMISES[spec.guarantee],
+            promise_held=held,
+            note=note,
+        )

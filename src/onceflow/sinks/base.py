@@ -1,0 +1,74 @@
+"""What every sink shares: its identity, the batch shaping, and how failures surface."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from onceflow.config import DeltaSinkSpec, ParquetSinkSpec, WriteMode
+from onceflow.contracts import BatchContext
+from onceflow.errors import SinkError, first_line
+from onceflow.sinks.shaping import shaped_batch
+
+__all__ = ["BatchSink", "is_delta_conflict"]
+
+
+def is_delta_conflict(exc: BaseException) -> bool:
+    """True for Delta's typed concurrent-modification exceptions (safe to retry)."""
+    from delta import exceptions as delta_errors
+
+    conflicts = (
+        delta_errors.ConcurrentAppendException,
+        delta_errors.ConcurrentDeleteDeleteException,
+        delta_errors.ConcurrentDeleteReadException,
+        delta_errors.ConcurrentTransactionException,
+        delta_errors.ConcurrentWriteException,
+        delta_errors.DeltaConcurrentModificationException,
+        delta_errors.MetadataChangedException,
+        delta_errors.ProtocolChangedException,
+    )
+    return isinstance(exc, conflicts)
+
+
+class BatchSink:
+    """A sink of one job: subclasses write a shaped batch in ``_write``.
+
+    ``write`` runs the sink's ``query`` over the batch, then ``_write``; a failure comes
+    out as SINK_WRITE_FAILED naming job, sink and batch, except Delta's conflict
+    exceptions, which pass through unwrapped so the policy's retry can recognise them.
+    """
+
+    def __init__(self, job: str, spec: DeltaSinkSpec | ParquetSinkSpec, mode: WriteMode) -> None:
+        self._job = job
+        self._spec = spec
+        self._mode = mode
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def path(self) -> str:
+        return self._spec.path
+
+    @property
+    def mode(self) -> WriteMode:
+        return self._mode
+
+    def write(self, batch: DataFrame, context: BatchContext) -> None:
+        """Write one batch as ``mode`` says; see the subclass for what a replay does."""
+        try:
+            with shaped_batch(batch, self._spec.query, self.name) as frame:
+                self._write(frame, context)
+        except Exception as exc:
+            if is_delta_conflict(exc):
+                raise
+            raise SinkError(
+                "SINK_WRITE_FAILED",
+                job=self._job,
+                sink=self.name,
+                batch_id=context.batch_id,
+                cause=first_line(exc),
+            ) from exc
+
+    def _write(self, frame: DataFrame, context: BatchContext) -> None:
+        raise NotImplementedError
