@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     prove.add_argument("--batches", type=int, default=4)
     prove.add_argument("--crash-batch", type=int, default=1)
     prove.add_argument("--seed", type=int, default=7)
+    prove.add_argument("--parallel", type=int, default=1, help="scenarios run at once")
     prove.add_argument("--work-dir", type=Path, default=Path("state/prove"))
     prove.add_argument("--json", type=Path, help="write the rows as JSON here")
     prove.add_argument("--markdown", type=Path, help="write a Markdown report here")
@@ -185,6 +186,7 @@ def _prove(args: argparse.Namespace) -> int:
         batches=args.batches,
         crash_batch=args.crash_batch,
         seed=args.seed,
+        parallel=args.parallel,
     )
     started = time.monotonic()
     rows = prove(settings)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,7 @@ class ProveSettings:
     crash_batch: int = 1
     seed: int = 7
     timeout: float = 600.0
+    parallel: int = 1  # scenarios at once; each is its own set of processes
 
 
 @dataclass
@@ -120,13 +122,10 @@ def prove(settings: ProveSettings) -> list[ProveRow]:
     """Run every scenario of ``settings`` and return one row each."""
     base = _load(settings, [])
     guarantees = settings.guarantees or (_label(base),)
-    rows = []
-    for guarantee in guarantees:
-        for point in settings.crash_points:
-            rows.append(_Scenario(settings, guarantee, point).run())
-        if settings.random_kills:
-            rows.append(_Scenario(settings, guarantee, "random").run())
-    return rows
+    points = [*settings.crash_points, *(["random"] if settings.random_kills else [])]
+    scenarios = [_Scenario(settings, g, point) for g in guarantees for point in points]
+    with ThreadPoolExecutor(max_workers=max(1, settings.parallel)) as pool:
+        return list(pool.map(_Scenario.run, scenarios))
 
 
 def _label(spec: JobSpec) -> str:
