@@ -34,9 +34,10 @@ def main() -> None:
     parser.add_argument("--per-batch", type=int, default=250_000)
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    with tempfile.TemporaryDirectory() as scratch, LocalKafka(
-        Path(scratch) / "kafka", jars=ROOT / ".jars/kafka"
-    ) as kafka:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        LocalKafka(Path(scratch) / "kafka", jars=ROOT / ".jars/kafka") as kafka,
+    ):
         kafka.create_topic("payments", partitions=3)
         produced = produce_payments(kafka.bootstrap, "payments", args.records)
 
@@ -58,7 +59,8 @@ def main() -> None:
         spark.stop()
 
     result = {
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
         "records": args.records,
         "produce_records_per_s": round(produced.records_per_second),
         "produce_seconds": round(produced.seconds, 2),
