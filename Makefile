@@ -81,13 +81,14 @@ test-only: ## the pytest suite alone (assumes setup)
 PROVE_JOBS ?= $(wildcard jobs/payments_*.yaml)
 PROVE_JOBS_FILES := $(filter-out jobs/payments_kafka.yaml,$(PROVE_JOBS))
 PROVE_OUT  ?= state/prove-report
+PROVE_ENV  ?= test
 
 prove: setup ## the full prove matrix for the example jobs; report in state/prove-report/
 	rm -rf $(PROVE_OUT) && mkdir -p $(PROVE_OUT)
 	status=0; start=$$(date +%s); \
 	for job in $(PROVE_JOBS_FILES); do \
 	  name=$$(basename $$job .yaml); \
-	  $(VENV)/bin/onceflow prove $$job --env $(ENV) --random-kills 2 \
+	  $(VENV)/bin/onceflow prove $$job --env $(PROVE_ENV) --random-kills 2 --parallel 2 \
 	    --crash-points before_write,mid_write,after_write,after_commit,deleted_commit,second_instance,fresh_checkpoint \
 	    --work-dir state/prove/$$name --json $(PROVE_OUT)/$$name.json \
 	    --markdown $(PROVE_OUT)/$$name.md || status=1; \

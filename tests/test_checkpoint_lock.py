@@ -20,8 +20,10 @@ pytestmark = pytest.mark.spark
 
 
 def plant(checkpoint: Path, **holder: object) -> Path:
+    """Write a lock as another process would (and drop Hadoop's checksum of any old one)."""
     lock = checkpoint / "onceflow" / "lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
+    (lock.parent / ".lock.crc").unlink(missing_ok=True)
     record = {"job": "other", "token": "t", "host": socket.gethostname(), "pid": 1}
     lock.write_text(json.dumps(record | {"heartbeat": time.time()} | holder))
     return lock

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from onceflow.config import JobSpec, ParquetSinkSpec
@@ -60,8 +60,9 @@ def delta_app_ids(spark: SparkSession, path: str) -> set[str]:
     return found
 
 
-def _column_values(frame: object) -> set[str]:
-    rows = frame.where(F.col("v").isNotNull()).distinct().collect()  # type: ignore[attr-defined]
+def _column_values(frame: DataFrame) -> set[str]:
+    """The distinct non-null values of the single column ``v``."""
+    rows = frame.where(F.col("v").isNotNull()).distinct().collect()
     return {str(row["v"]) for row in rows}
 
 

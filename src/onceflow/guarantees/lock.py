@@ -35,6 +35,11 @@ HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 60.0
 _LOCK = "lock"
 
+# Acquire, heartbeat and release each read and then write the lock file. Within one
+# process (a query restarted right after the last one ended, whose release still runs on
+# another thread) they must not interleave, or a late release deletes the new owner's lock.
+_IN_PROCESS = threading.Lock()
+
 
 @dataclass
 class CheckpointLock:
@@ -63,10 +68,14 @@ class CheckpointLock:
 
     def acquire(self) -> None:
         """Take the lock or raise GUARANTEE_CHECKPOINT_LOCKED naming its holder."""
+        with _IN_PROCESS:
+            self._acquire()
+        self._start_heartbeat()
+
+    def _acquire(self) -> None:
         files = self._files()
         for _ in range(3):
             if files.create(_LOCK, self._record()):
-                self._start_heartbeat()
                 return
             holder = _parse(files.read(_LOCK))
             if holder is None or _is_stale(holder):
@@ -91,7 +100,12 @@ class CheckpointLock:
         def beat() -> None:
             while not self._stop.wait(HEARTBEAT_SECONDS):
                 try:
-                    self._files().overwrite(_LOCK, self._record())
+                    with _IN_PROCESS:
+                        files = self._files()
+                        holder = _parse(files.read(_LOCK))
+                        if holder is None or holder.get("token") != self.token:
+                            return  # taken over: never write over the new owner
+                        files.overwrite(_LOCK, self._record())
                 except Exception:  # noqa: S112 - a missed beat is retried; the JVM may be gone
                     continue
 
@@ -101,10 +115,11 @@ class CheckpointLock:
     def release(self) -> None:
         """Stop the heartbeat and remove the lock if it is still ours."""
         self._stop.set()
-        files = self._files()
-        holder = _parse(files.read(_LOCK))
-        if holder is not None and holder.get("token") == self.token:
-            files.delete(_LOCK)
+        with _IN_PROCESS:
+            files = self._files()
+            holder = _parse(files.read(_LOCK))
+            if holder is not None and holder.get("token") == self.token:
+                files.delete(_LOCK)
 
 
 def _parse(text: str | None) -> dict[str, object] | None:
