@@ -295,3 +295,83 @@ def test_the_password_appears_in_no_log_error_config_or_event_log(
         *(("event log", text) for text in event_logs),
     ]:
         assert KAFKA_USER.password not in text, f"the password leaked into {where}"
+
+
+def test_string_format_with_headers_keeps_the_raw_value(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    topic = new_topic(kafka, partitions=1)
+    produce_payments(kafka.bootstrap, topic, 5)
+    spec = job_in(
+        JOB,
+        f"source.subscribe={topic}",
+        "source.format=string",
+        "source.schema=null",
+        "source.includeHeaders=true",
+        "transform.select=[value, kafka_key, kafka_offset, kafka_headers]",
+    ).spec
+    run_to_end(spark, spec)
+    rows = spark.read.format("delta").load(spec.sinks[0].path).orderBy("kafka_offset").collect()
+    assert [row["kafka_offset"] for row in rows] == [0, 1, 2, 3, 4]
+    assert rows[0]["value"].startswith('{"id": 1, "account": "acct-')
+    assert rows[0]["kafka_key"] == rows[0]["value"].split('"account": "')[1].split('"')[0]
+
+
+def test_produce_command_at_a_rate(kafka: LocalKafka, capsys: pytest.CaptureFixture[str]) -> None:
+    from onceflow.cli import EXIT_OK, main
+
+    topic = new_topic(kafka, partitions=2)
+    started = time.monotonic()
+    code = main(
+        ["produce", "--bootstrap", kafka.bootstrap, "--topic", topic, "--records", "100",
+         "--rate", "200"]
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert code == EXIT_OK
+    assert f"produced 100 payment(s) to {topic}" in capsys.readouterr().out
+    assert elapsed >= 0.45  # 100 records at 200/s cannot take less than ~0.5 s
+
+
+def test_a_broker_that_cannot_start_says_why(tmp_path: Path) -> None:
+    from onceflow.errors import ServiceError
+
+    with pytest.raises(ServiceError) as caught:
+        LocalKafka(tmp_path / "k", jars=tmp_path / "no-jars").start()
+    assert "make kafka-jars" in str(caught.value)
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_prove_feeds_a_kafka_job(kafka: LocalKafka, tmp_path: Path) -> None:
+    import json
+
+    from onceflow.cli import EXIT_OK, main
+    from tests.conftest import ROOT
+
+    report = tmp_path / "report.json"
+    code = main(
+        ["prove", str(ROOT / JOB), "--env", "test", "--records", "60", "--batches", "2",
+         "--crash-batch", "0", "--crash-points", "after_write", "--work-dir",
+         str(tmp_path / "work"), "--json", str(report)]
+    )  # fmt: skip
+    (row,) = json.loads(report.read_text())
+    assert code == EXIT_OK, row
+    assert (row["kills"], row["lost"], row["duplicated"], row["promise_held"]) == (1, 0, 0, True)
+
+
+def test_a_failed_broker_start_shows_its_log_tail(tmp_path: Path) -> None:
+    import socket
+
+    from onceflow.errors import ServiceError
+    from tests.conftest import ROOT
+
+    broker = LocalKafka(tmp_path / "k", jars=ROOT / ".jars" / "kafka")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", broker.ports.plaintext))
+        squatter.listen()
+        with pytest.raises(ServiceError) as caught:
+            broker.start(timeout=60)
+    message = str(caught.value)
+    assert caught.value.error_class == "SERVICE_START_FAILED"
+    assert str(broker.log) in message
+    assert "Address already in use" in message or "BindException" in message
