@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import JobSpec, is_uri
+from onceflow.config import JobSpec
 from onceflow.errors import ConfigError
 
 __all__ = ["DELTA_CONF", "build_session", "jar_paths", "launched_by_spark_submit"]
@@ -64,8 +64,3 @@ def build_session(spec: JobSpec) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark.log_level)
     return spark
-
-
-def is_local_path(path: str) -> bool:
-    """True for a path on this machine's file system (as opposed to hdfs://, s3a://...)."""
-    return not is_uri(path) or path.startswith("file:")

@@ -8,7 +8,6 @@ accepts: the same key twice in one mapping (the later would win unseen) and non-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,12 +123,3 @@ def _build(
             for index, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
-
-
-def walk_leaves(data: Any, path: KeyPath = ()) -> list[tuple[KeyPath, Any]]:
-    """Every (key path, scalar) pair below ``data``, depth first."""
-    if isinstance(data, Mapping):
-        return [leaf for key, value in data.items() for leaf in walk_leaves(value, (*path, key))]
-    if isinstance(data, list):
-        return [leaf for i, value in enumerate(data) for leaf in walk_leaves(value, (*path, i))]
-    return [(path, data)]
