@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from onceflow.errors import ServiceError
-from onceflow.services.kafka import KafkaUser, LocalKafka, running_pid
-from onceflow.services.process import stop_pid
+from onceflow.services.kafka import KafkaUser, LocalKafka
+from onceflow.services.process import running_pid, stop_pid
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -25,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import ManagedProcess, free_port, log_tail
+from onceflow.services.process import ManagedProcess, free_port, java_command, log_tail
 
 __all__ = ["KafkaUser", "LocalKafka"]
 
@@ -104,25 +102,8 @@ class LocalKafka:
         self.stop()
 
     def _java(self, main: str, *args: str) -> list[str]:
-        if not any(self.jars.glob("*.jar")):
-            raise ServiceError(
-                "SERVICE_START_FAILED",
-                service="kafka",
-                timeout=0,
-                log=str(self.jars),
-                tail="no broker jars there: run `make kafka-jars`",
-            )
-        java = shutil.which("java") or "java"
-        return [
-            java,
-            f"-Xmx{self.heap}",
-            "-Xms128m",
-            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            "-cp",
-            f"{self.jars}/*",
-            main,
-            *args,
-        ]
+        log_config = f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}"
+        return java_command("kafka", self.jars, main, *args, heap=self.heap, options=[log_config])
 
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -282,17 +263,3 @@ def _cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def running_pid(state_file: Path) -> int | None:
-    """The pid in a state file if that process still runs."""
-    if not state_file.exists():
-        return None
-    pid = json.loads(state_file.read_text()).get("pid")
-    if not isinstance(pid, int):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +15,14 @@ from pathlib import Path
 
 from onceflow.errors import ServiceError
 
-__all__ = ["ManagedProcess", "free_port", "log_tail", "stop_pid"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "java_command",
+    "log_tail",
+    "running_pid",
+    "stop_pid",
+]
 
 
 def free_port() -> int:
@@ -28,6 +37,48 @@ def log_tail(log: Path, lines: int = 40) -> str:
     if not log.exists():
         return ""
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def java_command(
+    service: str,
+    jars: Path,
+    main: str,
+    *args: str,
+    heap: str = "512m",
+    options: Sequence[str] = (),
+    classpath_first: Sequence[Path] = (),
+) -> list[str]:
+    """``java -Xmx<heap> <options> -cp <classpath_first>:<jars>/* <main> <args>``.
+
+    Raises:
+        ServiceError: SERVICE_START_FAILED when ``jars`` holds no jar (the make target that
+            resolves them has not run).
+    """
+    if not any(jars.glob("*.jar")):
+        raise ServiceError(
+            "SERVICE_START_FAILED",
+            service=service,
+            timeout=0,
+            log=str(jars),
+            tail=f"no {service} jars there: run `make setup`",
+        )
+    classpath = ":".join([*(str(p) for p in classpath_first), f"{jars}/*"])
+    java = shutil.which("java") or "java"
+    return [java, f"-Xmx{heap}", "-Xms64m", *options, "-cp", classpath, main, *args]
+
+
+def running_pid(state_file: Path) -> int | None:
+    """The ``pid`` recorded in a service's state file, if that process still runs."""
+    if not state_file.exists():
+        return None
+    pid = json.loads(state_file.read_text()).get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:
