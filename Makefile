@@ -15,8 +15,8 @@ LINT_DIRS := $(wildcard src tests bench jvm)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup venv jars kafka-jars kafka-up kafka-down sample run validate lint test prove \
-        test-only clean clean-state
+.PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
+        sample run validate lint test prove test-only clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -54,6 +54,15 @@ kafka-up: venv kafka-jars ## start a local Kafka broker (KRaft) on free ports; p
 
 kafka-down: ## stop the local Kafka broker
 	$(PY) -m onceflow.services kafka down --home .services/kafka
+
+cluster-up: venv jars ## start a Spark standalone cluster (master + 2 workers) on loopback
+	$(PY) -m onceflow.services cluster up --home .services/cluster
+
+cluster-down: ## stop the local Spark standalone cluster
+	$(PY) -m onceflow.services cluster down --home .services/cluster
+
+cluster-url: ## print the running cluster's master URL (for SPARK_MASTER_URL)
+	@$(PY) -c 'import json; print(json.load(open(".services/cluster/state.json"))["master_url"])'
 
 sample: $(VENV)/.installed ## (re)write the sample input under data/sample/payments
 	rm -rf data/sample/payments

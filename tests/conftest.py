@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.config import LoadedJob, load_job
 from onceflow.services import KafkaUser, LocalKafka
+from onceflow.services.spark_cluster import LocalSparkCluster
 from onceflow.session import DELTA_CONF, jar_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +83,12 @@ def job_in(tmp_path: Path) -> JobLoader:
         )
 
     return load
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSparkCluster]:
+    """A real Spark standalone cluster (a master, two 1-core workers) for the whole run."""
+    cluster = LocalSparkCluster(tmp_path_factory.mktemp("cluster"), workers=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()

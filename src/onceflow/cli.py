@@ -1,4 +1,4 @@
-"""The ``onceflow`` command: validate, run, sample, jars, entrypoint.
+"""The ``onceflow`` command: validate, run, sample, produce, prove, jars, pyfiles, entrypoint.
 
 Exit codes: 0 success; 1 the job failed while running; 2 the job or the command line is
 invalid (found before Spark starts).
@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     jars = commands.add_parser("jars", help="print the jars for spark-submit --jars")
     jars.add_argument("--jars-dir", default=".jars/spark")
     jars.set_defaults(handler=_jars)
+
+    pyfiles = commands.add_parser(
+        "pyfiles", help="zip the onceflow package for spark-submit --py-files; print its path"
+    )
+    pyfiles.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
+    pyfiles.set_defaults(handler=_pyfiles)
 
     entry = commands.add_parser("entrypoint", help="print the file spark-submit runs")
     entry.set_defaults(handler=_entrypoint)
@@ -233,6 +239,13 @@ def _jars(args: argparse.Namespace) -> int:
     from onceflow.session import jar_paths
 
     print(",".join(jar_paths(str(Path(args.jars_dir).resolve()))))
+    return EXIT_OK
+
+
+def _pyfiles(args: argparse.Namespace) -> int:
+    from onceflow.shipping import package_zip
+
+    print(package_zip(args.out).resolve())
     return EXIT_OK
 
 

@@ -3,19 +3,22 @@
 Nothing is downloaded when a session starts: the JVM jars were resolved by ``make jars``
 into ``spark.jars_dir`` and are handed to Spark as ``spark.jars``. When the Python process
 was launched by ``spark-submit`` the JVM already runs with the ``--jars`` it was given, so
-the builder leaves ``spark.jars`` alone.
+the builder leaves ``spark.jars`` alone. A session on a cluster master that spark-submit
+did not start ships the onceflow package to the executors itself (``addPyFile``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
 from onceflow.errors import ConfigError
+from onceflow.shipping import package_zip
 
 __all__ = ["DELTA_CONF", "build_session", "jar_paths", "launched_by_spark_submit"]
 
@@ -63,4 +66,13 @@ def build_session(spec: JobSpec) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark.log_level)
+    if not launched_by_spark_submit() and not _is_local(spark.sparkContext.master):
+        # executors elsewhere import onceflow (crash injection's tasks): ship it, as
+        # spark-submit --py-files would
+        shipped = package_zip(Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))
+        spark.sparkContext.addPyFile(str(shipped))
     return spark
+
+
+def _is_local(master: str | None) -> bool:
+    return master is None or master.startswith("local")

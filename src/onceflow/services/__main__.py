@@ -1,68 +1,101 @@
-"""``python -m onceflow.services kafka up|down|status [--home DIR]`` (what make calls).
+"""``python -m onceflow.services SERVICE up|down|status [--home DIR]`` (what make calls).
 
-``up`` starts the service in the background, records its pid and ports in
-``<home>/state.json`` and prints them; ``down`` stops it; ``status`` prints the state.
+``up`` starts the service in the background, records its pids and addresses in
+``<home>/state.json`` and prints them; ``down`` stops every process recorded there;
+``status`` prints the state. SERVICE is one of ``kafka``, ``cluster``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from onceflow.errors import ServiceError
 from onceflow.services.kafka import KafkaUser, LocalKafka
 from onceflow.services.process import running_pid, stop_pid
+from onceflow.services.spark_cluster import LocalSparkCluster
+
+
+class _Service(Protocol):
+    def start(self, timeout: float = ...) -> None: ...
+    def state(self) -> dict[str, Any]: ...
+    def write_state(self) -> Path: ...
+
+
+def _kafka(args: argparse.Namespace) -> _Service:
+    users = []
+    for name in args.user:
+        variable = f"ONCEFLOW_KAFKA_PASSWORD_{name.upper()}"
+        if variable not in os.environ:
+            raise SystemExit(f"error: set ${variable} for SASL user {name}")
+        users.append(KafkaUser(name, os.environ[variable]))
+    return LocalKafka(args.home, jars=args.jars or Path(".jars/kafka"), users=users)
+
+
+def _cluster(args: argparse.Namespace) -> _Service:
+    return LocalSparkCluster(args.home, workers=args.workers)
+
+
+_FACTORIES: dict[str, Callable[[argparse.Namespace], _Service]] = {
+    "kafka": _kafka,
+    "cluster": _cluster,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m onceflow.services")
-    parser.add_argument("service", choices=["kafka"])
+    parser.add_argument("service", choices=sorted(_FACTORIES))
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("--home", type=Path, default=Path(".services/kafka"))
-    parser.add_argument("--jars", type=Path, default=Path(".jars/kafka"))
+    parser.add_argument("--home", type=Path, help="data, logs and state.json (.services/NAME)")
+    parser.add_argument("--jars", type=Path, help="the service's jars (.jars/NAME)")
+    parser.add_argument("--workers", type=int, default=2, help="cluster: how many workers")
     parser.add_argument(
         "--user",
         action="append",
         default=[],
         metavar="NAME",
-        help="a SASL user; its password is read from $ONCEFLOW_KAFKA_PASSWORD_<NAME>",
+        help="kafka: a SASL user; its password is read from $ONCEFLOW_KAFKA_PASSWORD_<NAME>",
     )
     args = parser.parse_args(argv)
+    args.home = args.home or Path(".services") / args.service
+    name = args.service
     state_file = args.home / "state.json"
     pid = running_pid(state_file)
 
     if args.action == "status":
-        print(state_file.read_text() if pid else "kafka: not running")
+        print(state_file.read_text() if pid else f"{name}: not running")
         return 0 if pid else 1
     if args.action == "down":
         if pid:
+            for other in _other_pids(state_file):
+                stop_pid(other)
             stop_pid(pid)
-            print(f"kafka: stopped (pid {pid})")
+            print(f"{name}: stopped (pid {pid})")
         state_file.unlink(missing_ok=True)
         return 0
     if pid:
-        print(f"kafka: already running (pid {pid}):\n{state_file.read_text()}")
+        print(f"{name}: already running (pid {pid}):\n{state_file.read_text()}")
         return 0
-    import os
-
-    users = []
-    for name in args.user:
-        variable = f"ONCEFLOW_KAFKA_PASSWORD_{name.upper()}"
-        if variable not in os.environ:
-            print(f"error: set ${variable} for SASL user {name}", file=sys.stderr)
-            return 2
-        users.append(KafkaUser(name, os.environ[variable]))
-    kafka = LocalKafka(args.home, jars=args.jars, users=users)
+    service = _FACTORIES[name](args)
     try:
-        kafka.start()
+        service.start()
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    kafka.write_state()
-    print(json.dumps(kafka.state(), indent=2))
+    service.write_state()
+    print(json.dumps(service.state(), indent=2))
     return 0
+
+
+def _other_pids(state_file: Path) -> list[int]:
+    """Processes besides the main ``pid`` a state file records (workers, a DataNode)."""
+    state = json.loads(state_file.read_text())
+    return [p for key, value in state.items() if key.endswith("_pids") for p in value or []]
 
 
 if __name__ == "__main__":
