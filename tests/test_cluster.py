@@ -19,7 +19,6 @@ from pyspark.sql import SparkSession
 
 from onceflow.prove.workload import write_payment_files
 from onceflow.services.spark_cluster import LocalSparkCluster
-
 from tests.test_readme import blocks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +63,7 @@ def test_readme_job_runs_on_the_cluster_workers(
 
     worker_dirs = [str(spark_cluster.work_dir(i)) for i in range(spark_cluster.workers)]
     executor_dirs = {row.executor_dir for row in events.select("executor_dir").distinct().collect()}
-    workers_used = {
-        w for w in worker_dirs if any(d.startswith(w + os.sep) for d in executor_dirs)
-    }
+    workers_used = {w for w in worker_dirs if any(d.startswith(w + os.sep) for d in executor_dirs)}
     assert all(any(d.startswith(w + os.sep) for w in worker_dirs) for d in executor_dirs), (
         f"rows processed outside the workers: {executor_dirs}"
     )
