@@ -7,6 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 JARS   := .jars/spark
 KAFKA_JARS := .jars/kafka
+HDFS_JARS  := .jars/hdfs
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
 LINT_DIRS := $(wildcard src tests bench jvm)
@@ -16,13 +17,14 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
+        hdfs-jars hdfs-up hdfs-down hdfs-uri \
         sample run validate lint test prove test-only clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars kafka-jars ## create the venv, install onceflow[dev], fetch the JVM jars
+setup: venv jars kafka-jars hdfs-jars ## create the venv, install onceflow[dev], fetch the JVM jars
 
 venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
 $(VENV)/.installed: pyproject.toml
@@ -49,11 +51,28 @@ $(KAFKA_JARS)/.resolved: jvm/kafka/pom.xml
 	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS)
 	touch $@
 
+hdfs-jars: $(HDFS_JARS)/.resolved ## resolve the HDFS daemons' jars into .jars/hdfs
+$(HDFS_JARS)/.resolved: jvm/hdfs/pom.xml
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH: apt-get install maven"; exit 1; }
+	rm -rf $(HDFS_JARS)
+	mvn -q -B -f jvm/hdfs/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(HDFS_JARS)
+	touch $@
+
 kafka-up: venv kafka-jars ## start a local Kafka broker (KRaft) on free ports; prints them
 	$(PY) -m onceflow.services kafka up --home .services/kafka --jars $(KAFKA_JARS)
 
 kafka-down: ## stop the local Kafka broker
 	$(PY) -m onceflow.services kafka down --home .services/kafka
+
+hdfs-up: venv hdfs-jars ## start a local HDFS (NameNode + DataNode) on free ports; prints the URI
+	$(PY) -m onceflow.services hdfs up --home .services/hdfs --jars $(HDFS_JARS)
+
+hdfs-down: ## stop the local HDFS (its files stay in .services/hdfs)
+	$(PY) -m onceflow.services hdfs down --home .services/hdfs
+
+hdfs-uri: ## print the running HDFS's URI (for ONCEFLOW_HDFS_URI)
+	@$(PY) -c 'import json; print(json.load(open(".services/hdfs/state.json"))["uri"])'
 
 cluster-up: venv jars ## start a Spark standalone cluster (master + 2 workers) on loopback
 	$(PY) -m onceflow.services cluster up --home .services/cluster

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.config import LoadedJob, load_job
 from onceflow.services import KafkaUser, LocalKafka
+from onceflow.services.hdfs import LocalHdfs
 from onceflow.services.spark_cluster import LocalSparkCluster
 from onceflow.session import DELTA_CONF, jar_paths
 
@@ -91,4 +92,19 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSpa
     cluster = LocalSparkCluster(tmp_path_factory.mktemp("cluster"), workers=2)
     cluster.start()
     yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs]:
+    """A real HDFS (a NameNode and a DataNode) for the whole run, on free loopback ports.
+
+    Sets ``ONCEFLOW_HDFS_URI``, which the ``hdfs`` profile reads, for this process and the
+    job processes it starts.
+    """
+    cluster = LocalHdfs(tmp_path_factory.mktemp("hdfs"), jars=ROOT / ".jars" / "hdfs")
+    cluster.start()
+    os.environ["ONCEFLOW_HDFS_URI"] = cluster.uri
+    yield cluster
+    os.environ.pop("ONCEFLOW_HDFS_URI", None)
     cluster.stop()

@@ -85,6 +85,26 @@ class TestLayering:
         with pytest.raises(ValueError, match="frozen"):
             spec.checkpoint = "/tmp/other"  # type: ignore[misc]
 
+    def test_several_profiles_layer_left_to_right(self) -> None:
+        loaded = load_job(
+            VALID,
+            env="dev,secret",
+            conf_dir=CONF,
+            environ={"ONCEFLOW_TEST_SECRET": "x", "ONCEFLOW_TEST_HOST": "h"},
+        )
+        assert [Path(layer).name for layer in loaded.layers[:3]] == [
+            "base.yaml",
+            "dev.yaml",
+            "secret.yaml",
+        ]
+        # dev's key survives where secret.yaml is silent
+        assert loaded.spec.spark.master == "local[1]"
+
+    def test_unknown_profile_among_several_is_named(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_job(VALID, env="dev,prod", conf_dir=CONF, environ={})
+        assert caught.value.params["env"] == "prod"
+
     def test_unknown_env_lists_known_profiles(self) -> None:
         with pytest.raises(ConfigError) as caught:
             load_job(VALID, env="prod", conf_dir=CONF, environ={})

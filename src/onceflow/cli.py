@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     prove.add_argument("--seed", type=int, default=7)
     prove.add_argument("--parallel", type=int, default=1, help="scenarios run at once")
     prove.add_argument("--work-dir", type=Path, default=Path("state/prove"))
+    prove.add_argument(
+        "--storage-root",
+        help="put checkpoints and sinks under this folder or URI (hdfs://..., s3a://...) "
+        "instead of the work dir; the generated input stays local",
+    )
     prove.add_argument("--json", type=Path, help="write the rows as JSON here")
     prove.add_argument("--markdown", type=Path, help="write a Markdown report here")
     prove.set_defaults(handler=_prove)
@@ -118,7 +123,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", type=Path, help="the job's YAML file")
-    parser.add_argument("--env", help="profile: conf/<ENV>.yaml layered over conf/base.yaml")
+    parser.add_argument(
+        "--env",
+        help="profile: conf/<ENV>.yaml layered over conf/base.yaml; several as A,B "
+        "(e.g. test,hdfs), later ones winning",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -193,6 +202,7 @@ def _prove(args: argparse.Namespace) -> int:
         crash_batch=args.crash_batch,
         seed=args.seed,
         parallel=args.parallel,
+        storage_root=args.storage_root,
     )
     started = time.monotonic()
     rows = prove(settings)

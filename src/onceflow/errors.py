@@ -20,6 +20,7 @@ __all__ = [
     "ServiceError",
     "SinkError",
     "SourceError",
+    "StorageError",
     "first_line",
 ]
 
@@ -51,6 +52,14 @@ MESSAGES: dict[str, str] = {
     "failOnDataLoss: false the job skips them and reports how many",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
+    # storage: checkpoints and tables on local disk, HDFS, S3A
+    "STORAGE_UNREACHABLE": "job '{job}': cannot reach the {role} at {path}: {cause}. Check "
+    "that the storage is up and the profile's endpoint is right; nothing was read or written",
+    "STORAGE_ACCESS_DENIED": "job '{job}': the storage refused the job's credentials for the "
+    "{role} at {path}: {cause}. Check the access key and secret variables the profile names",
+    "STORAGE_FAILED": "job '{job}': storage failed while the query ran: {cause}. The "
+    "checkpoint records only what completed: restart the job once the storage is back, and "
+    "the batch in flight replays under the job's guarantee",
     # guarantees
     "GUARANTEE_FOREIGN_SINK": "job '{job}': sink '{sink}' at {path} already holds writes from "
     "app id(s) {other_ids}, but this checkpoint's app id is {app_id}. A new checkpoint "
@@ -110,6 +119,10 @@ class SourceError(OnceflowError):
 
 class SinkError(OnceflowError):
     """A sink could not be written, or does not match what the job declares."""
+
+
+class StorageError(OnceflowError):
+    """The storage of a checkpoint or a table cannot be reached, refuses access, or failed."""
 
 
 class GuaranteeError(OnceflowError):

@@ -6,6 +6,7 @@ checkpoint and trigger; ``run_job`` also builds the session and waits for the en
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -24,7 +25,7 @@ from onceflow.config import (
     TriggerSpec,
 )
 from onceflow.contracts import BatchWriter
-from onceflow.errors import OnceflowError, SourceError
+from onceflow.errors import OnceflowError, SourceError, StorageError, first_line
 from onceflow.guarantees import (
     BatchLedger,
     CheckpointLock,
@@ -38,6 +39,7 @@ from onceflow.observe import ProgressLogger, skipped_offsets
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
 from onceflow.sources import describe_lost_offsets, read_stream
+from onceflow.storage import check_storage, storage_failure
 
 __all__ = [
     "RunResult",
@@ -46,8 +48,12 @@ __all__ = [
     "run_job",
     "sink_row_counts",
     "start_query",
+    "storage_locations",
     "unwrap_streaming_error",
 ]
+
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,11 @@ def start_query(
 ) -> StreamingQuery:
     """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness).
 
-    The checkpoint's lock is taken first and released when the query ends, however it ends.
+    The storage of the checkpoint and of every sink is checked first (an unreachable store or
+    refused credentials stop the job here, naming the path); then the checkpoint's lock is
+    taken, and released when the query ends, however it ends.
     """
+    check_storage(spark, spec.name, storage_locations(spec))
     lock = CheckpointLock(spark, spec.checkpoint, spec.name)
     lock.acquire()
     try:
@@ -114,13 +123,25 @@ def start_query(
     return query
 
 
+def storage_locations(spec: JobSpec) -> dict[str, str]:
+    """Role -> path of everything the job writes: its checkpoint and its sinks."""
+    return {"checkpoint": spec.checkpoint} | {f"sink '{s.name}'": s.path for s in spec.sinks}
+
+
 def _release_when_done(query: StreamingQuery, lock: CheckpointLock) -> None:
     try:
         query.awaitTermination()
     except Exception:  # noqa: S110 - the query's failure is its caller's to report
         pass
-    finally:
+    try:
         lock.release()
+    except Exception as exc:  # the storage may be what stopped the query
+        _log.warning(
+            "job '%s': could not release the checkpoint lock (%s); the next start takes it "
+            "over once this process has exited",
+            lock.job,
+            first_line(exc),
+        )
 
 
 def _start(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None) -> StreamingQuery:
@@ -181,6 +202,7 @@ def unwrap_streaming_error(
       StreamingQueryException; the original is on the ``__cause__`` chain);
     - a Kafka authentication failure as SOURCE_AUTH_FAILED naming the listener;
     - Kafka data loss as SOURCE_DATA_LOSS with the partitions and offsets Spark reported;
+    - storage that became unreachable or refused access mid-run as STORAGE_FAILED;
     - else ``exc`` itself.
     """
     seen: BaseException | None = exc
@@ -202,6 +224,9 @@ def unwrap_streaming_error(
                 else "Spark did not name the partitions"
             )
             return SourceError("SOURCE_DATA_LOSS", job=spec.name, source=source, lost=lost)
+    failure = storage_failure(text)
+    if failure is not None:
+        return StorageError("STORAGE_FAILED", job=spec.name, cause=failure[1])
     return exc
 
 

@@ -66,12 +66,25 @@ def build_session(spec: JobSpec) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark.log_level)
+    _apply_hadoop_conf(spark, spec.spark.conf)
     if not launched_by_spark_submit() and not _is_local(spark.sparkContext.master):
         # executors elsewhere import onceflow (crash injection's tasks): ship it, as
         # spark-submit --py-files would
         shipped = package_zip(Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))
         spark.sparkContext.addPyFile(str(shipped))
     return spark
+
+
+def _apply_hadoop_conf(spark: SparkSession, conf: dict[str, str]) -> None:
+    """Give a reused session the profile's ``spark.hadoop.*`` settings (S3A endpoint, HDFS
+    client retries). Spark copies them into Hadoop's configuration only when the context
+    starts; set later they would stay SQL conf that no file system reads. File systems
+    already cached for a URI keep the settings they were made with.
+    """
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in conf.items():
+        if key.startswith("spark.hadoop."):
+            hadoop_conf.set(key.removeprefix("spark.hadoop."), value)
 
 
 def _is_local(master: str | None) -> bool:

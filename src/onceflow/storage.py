@@ -8,11 +8,73 @@ credentials and settings.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-__all__ = ["CheckpointFiles"]
+from onceflow.errors import StorageError
+
+__all__ = ["CheckpointFiles", "check_storage", "storage_failure"]
+
+# Java exceptions (by the names Hadoop, S3A and the AWS SDK give them) that mean the storage
+# cannot be reached, refused the credentials, or has no live node to write to.
+_UNREACHABLE = re.compile(
+    r"java\.net\.(?:Connect|UnknownHost|NoRouteToHost|SocketTimeout)Exception"
+    r"|ConnectTimeoutException|Connection refused|Unable to execute HTTP request"
+    r"|AWSClientIOException|could only be written to 0 of the|no live datanodes"
+    r"|All datanodes .* are bad|Unable to close file because the last block"
+    r"|SafeModeException"
+)
+_DENIED = re.compile(
+    r"java\.nio\.file\.AccessDeniedException|AccessControlException|403 Forbidden"
+    r"|SignatureDoesNotMatch|InvalidAccessKeyId|Status Code: 403"
+)
+
+
+def storage_failure(text: str) -> tuple[str, str] | None:
+    """``(kind, line)`` when an error's text shows a storage failure, else None.
+
+    ``kind`` is "denied" or "unreachable"; ``line`` is the first line of the text that
+    names it (a Java exception and its message), cut to 300 characters.
+    """
+    for kind, pattern in (("denied", _DENIED), ("unreachable", _UNREACHABLE)):
+        match = pattern.search(text)
+        if match is not None:
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            line = text[start : end if end >= 0 else len(text)].strip()
+            return kind, line[:300]
+    return None
+
+
+def check_storage(spark: SparkSession, job: str, locations: Mapping[str, str]) -> None:
+    """Ask each location's file system whether the path exists, before anything is written.
+
+    ``locations`` maps a role ("checkpoint", "sink 'events'") to its path. How long an
+    unreachable store takes to answer is the Hadoop client's retry settings (the ``hdfs``
+    and ``s3`` profiles keep them short).
+
+    Raises:
+        StorageError: STORAGE_ACCESS_DENIED or STORAGE_UNREACHABLE naming the role, the
+            path and the cause; any other failure as it came.
+    """
+    jvm: Any = spark.sparkContext._jvm
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
+    for role, location in locations.items():
+        path = jvm.org.apache.hadoop.fs.Path(location)
+        try:
+            path.getFileSystem(hadoop_conf).exists(path)
+        except Exception as exc:
+            failure = storage_failure(str(exc))
+            if failure is None:
+                raise
+            kind, cause = failure
+            error_class = "STORAGE_ACCESS_DENIED" if kind == "denied" else "STORAGE_UNREACHABLE"
+            raise StorageError(
+                error_class, job=job, role=role, path=location, cause=cause
+            ) from None
 
 
 class CheckpointFiles:

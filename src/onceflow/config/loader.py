@@ -83,7 +83,8 @@ def load_job(
 
     Args:
         job_file: the job's YAML file.
-        env: a profile name; ``conf/<env>.yaml`` must exist.
+        env: a profile name, ``conf/<env>.yaml``, or several separated by commas
+            (``test,hdfs``), layered left to right; each file must exist.
         overrides: ``key.path=value`` strings, applied last.
         conf_dir: the profile folder; found next to the job when omitted.
         environ: the variables ``${env:VAR}`` reads; ``os.environ`` when omitted.
@@ -98,13 +99,13 @@ def load_job(
     documents: list[Document] = []
     if conf is not None and (conf / "base.yaml").is_file():
         documents.append(load_document(conf / "base.yaml"))
-    if env is not None:
-        profile = conf / f"{env}.yaml" if conf is not None else None
+    for name in env.split(",") if env else []:
+        profile = conf / f"{name.strip()}.yaml" if conf is not None else None
         if profile is None or not profile.is_file():
             known = sorted(p.stem for p in conf.glob("*.yaml")) if conf is not None else []
             raise ConfigError(
                 "CONFIG_UNKNOWN_ENV",
-                env=env,
+                env=name,
                 conf_dir=str(conf) if conf is not None else "(no conf/ folder found)",
                 known=", ".join(known) or "none",
             )

@@ -31,6 +31,8 @@ from onceflow.config import (
     Guarantee,
     JobSpec,
     KafkaSourceSpec,
+    is_uri,
+    join_path,
     load_job,
 )
 from onceflow.errors import ConfigError, GuaranteeError
@@ -82,6 +84,9 @@ class ProveSettings:
     seed: int = 7
     timeout: float = 600.0
     parallel: int = 1  # scenarios at once; each is its own set of processes
+    # checkpoints and sinks under <storage_root>/<scenario> (an hdfs:// or s3a:// URI, say)
+    # instead of the work dir; the generated input stays on local disk
+    storage_root: str | None = None
 
 
 @dataclass
@@ -121,6 +126,15 @@ class ProveRow:
 def prove(settings: ProveSettings) -> list[ProveRow]:
     """Run every scenario of ``settings`` and return one row each."""
     base = _load(settings, [])
+    if settings.storage_root and is_uri(settings.storage_root):
+        local_only = sorted(set(settings.crash_points) & {"deleted_commit", "second_instance"})
+        if local_only:
+            raise ConfigError(
+                "CONFIG_BAD_OVERRIDE",
+                override=f"--crash-points {','.join(local_only)}",
+                problem="these checkpoint faults edit and watch a local checkpoint folder; "
+                "with --storage-root on remote storage use the crash points and random",
+            )
     guarantees = settings.guarantees or (_label(base),)
     points = [*settings.crash_points, *(["random"] if settings.random_kills else [])]
     scenarios = [_Scenario(settings, g, point) for g in guarantees for point in points]
@@ -160,8 +174,9 @@ class _Scenario:
         self.root = (settings.work_dir / self.name).resolve()
         self.runs = 0
         self.rng = random.Random(f"{settings.seed}/{self.name}")  # noqa: S311 - not crypto
+        storage = join_path(settings.storage_root, self.name) if settings.storage_root else None
         self.overrides = [
-            f"storage.root={self.root}",
+            f"storage.root={storage or self.root}",
             *_guarantee_overrides(guarantee),
             "trigger.available_now=true",
             "trigger.once=false",

@@ -2,7 +2,7 @@
 
 ``up`` starts the service in the background, records its pids and addresses in
 ``<home>/state.json`` and prints them; ``down`` stops every process recorded there;
-``status`` prints the state. SERVICE is one of ``kafka``, ``cluster``.
+``status`` prints the state. SERVICE is one of ``kafka``, ``hdfs``, ``cluster``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onceflow.errors import ServiceError
+from onceflow.services.hdfs import LocalHdfs
 from onceflow.services.kafka import KafkaUser, LocalKafka
 from onceflow.services.process import running_pid, stop_pid
 from onceflow.services.spark_cluster import LocalSparkCluster
@@ -37,12 +38,17 @@ def _kafka(args: argparse.Namespace) -> _Service:
     return LocalKafka(args.home, jars=args.jars or Path(".jars/kafka"), users=users)
 
 
+def _hdfs(args: argparse.Namespace) -> _Service:
+    return LocalHdfs(args.home, jars=args.jars or Path(".jars/hdfs"))
+
+
 def _cluster(args: argparse.Namespace) -> _Service:
     return LocalSparkCluster(args.home, workers=args.workers)
 
 
 _FACTORIES: dict[str, Callable[[argparse.Namespace], _Service]] = {
     "kafka": _kafka,
+    "hdfs": _hdfs,
     "cluster": _cluster,
 }
 

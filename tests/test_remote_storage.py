@@ -1,0 +1,211 @@
+"""Checkpoints and tables on real remote storage: HDFS (NameNode + DataNode) and S3 (S3Proxy).
+
+Every test runs once per store, against the real server the session fixture started:
+exactly-once across a SIGKILL, bad storage failing fast with an error that names the path,
+and an outage mid-run that ends in a clean failure and a restart losing nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from onceflow.config import JobSpec, load_job
+from onceflow.errors import StorageError
+from onceflow.prove.harness import ProveSettings, prove
+from onceflow.prove.verify import measure_delivery
+from onceflow.prove.workload import write_payment_files
+from onceflow.runner import start_query
+from onceflow.services import free_port
+from onceflow.services.hdfs import LocalHdfs
+from onceflow.session import build_session
+from onceflow.storage import CheckpointFiles
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = ROOT / "jobs/payments_exactly_once_transactional.yaml"
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@dataclass
+class RemoteStore:
+    """One real store as the tests drive it."""
+
+    profile: str  # conf/<profile>.yaml: what a user selects with --env
+    root: str  # a fresh folder (URI) of this test run on the store
+    stop: Callable[[], None]
+    start: Callable[[], None]
+    # environment under which the profile points at an address where nothing listens
+    unreachable: Callable[[int], dict[str, str]]
+    extra_marks: list[str] = field(default_factory=list)
+
+    def under(self, name: str) -> str:
+        return f"{self.root}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["hdfs"])
+def store(request: pytest.FixtureRequest) -> Iterator[RemoteStore]:
+    if request.param == "hdfs":
+        hdfs: LocalHdfs = request.getfixturevalue("hdfs")
+        yield RemoteStore(
+            profile="hdfs",
+            root=f"{hdfs.uri}/tests",
+            stop=hdfs.stop,
+            start=hdfs.start,
+            unreachable=lambda port: {"ONCEFLOW_HDFS_URI": f"hdfs://127.0.0.1:{port}"},
+        )
+
+
+def load(store: RemoteStore, *overrides: str, env: dict[str, str] | None = None) -> JobSpec:
+    """The example job under ``--env <store>,test``, as ``onceflow run`` would load it."""
+    environ = {**os.environ, **(env or {})}
+    return load_job(JOB, env=f"{store.profile},test", overrides=overrides, environ=environ).spec
+
+
+def test_exactly_once_survives_kills_with_checkpoint_and_tables_on_the_store(
+    store: RemoteStore, tmp_path: Path
+) -> None:
+    rows = prove(
+        ProveSettings(
+            job_file=JOB,
+            work_dir=tmp_path,
+            env=f"{store.profile},test",
+            crash_points=("mid_write", "after_write"),
+            records=200,
+            batches=2,
+            crash_batch=1,
+            parallel=2,
+            storage_root=store.under("prove"),
+        )
+    )
+    report = {
+        row.crash_point: (row.kills, row.lost, row.duplicated, row.balance_drift) for row in rows
+    }
+    assert report == {
+        "mid_write": (1, 0, 0, 0),
+        "after_write": (1, 0, 0, 0),
+    }, report
+    assert all(row.promise_held for row in rows)
+
+
+def test_unreachable_store_fails_fast_naming_the_checkpoint(
+    spark: SparkSession, store: RemoteStore, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there
+    job = load(store, f"source.path={tmp_path}", env=store.unreachable(port))
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        start_query(build_session(job), job)
+    elapsed = time.monotonic() - started
+
+    assert caught.value.error_class == "STORAGE_UNREACHABLE"
+    assert caught.value.params["role"] == "checkpoint"
+    assert caught.value.params["path"] == job.checkpoint
+    assert str(port) in str(caught.value)  # the cause names the address it could not reach
+    assert elapsed < 30, f"took {elapsed:.0f}s to give up"
+
+
+def test_silent_store_fails_within_the_profile_timeouts(
+    spark: SparkSession, store: RemoteStore, tmp_path: Path
+) -> None:
+    """A server that accepts connections and never answers: the client must time out."""
+    with _silent_listener() as port:
+        job = load(store, f"source.path={tmp_path}", env=store.unreachable(port))
+        started = time.monotonic()
+        with pytest.raises(StorageError) as caught:
+            start_query(build_session(job), job)
+        elapsed = time.monotonic() - started
+
+    assert caught.value.error_class == "STORAGE_UNREACHABLE"
+    assert "timeout" in str(caught.value).lower()
+    assert elapsed < 60, f"took {elapsed:.0f}s to give up"
+
+
+def test_outage_mid_run_fails_cleanly_and_the_restart_loses_nothing(
+    spark: SparkSession, store: RemoteStore, tmp_path: Path
+) -> None:
+    records, files = 400, 8
+    write_payment_files(tmp_path / "input", records, files, seed=11)
+    root = store.under("outage")
+    overrides = [
+        f"storage.root={root}",
+        f"source.path={tmp_path / 'input'}",
+        "source.max_files_per_trigger=1",
+    ]
+    job = load(store, *overrides)
+    command = [
+        sys.executable, "-m", "onceflow", "run", str(JOB),
+        "--env", f"{store.profile},test",
+        *(arg for o in overrides for arg in ("--set", o)),
+    ]  # fmt: skip
+
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_commit(spark, job, first)
+        store.stop()
+        output, _ = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        store.start()
+
+    assert first.returncode == 1, output[-3000:]
+    failure = next(
+        (line for line in output.splitlines() if line.startswith("error: [")), output[-3000:]
+    )
+    assert "STORAGE_FAILED" in failure or "SINK_WRITE_FAILED" in failure, failure
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    delivery = measure_delivery(build_session(job), job, records, 11)
+    assert (delivery.lost, delivery.duplicated, delivery.balance_drift) == (0, 0, 0), delivery
+
+
+def _wait_for_commit(spark: SparkSession, job: JobSpec, process: subprocess.Popen[str]) -> None:
+    """Return once the job has committed its first batch (so the outage hits mid-run)."""
+    commits = CheckpointFiles(build_session(job), f"{job.checkpoint}/commits")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the job ended before the outage: {process.stdout}")
+        if commits.names():
+            return
+        time.sleep(0.5)
+    raise AssertionError("no batch committed within 180 s")
+
+
+@contextlib.contextmanager
+def _silent_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never sends a byte."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.5)
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        done.set()
+        for connection in accepted:
+            connection.close()
+        server.close()
