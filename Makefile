@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 JARS   := .jars/spark
 KAFKA_JARS := .jars/kafka
 HDFS_JARS  := .jars/hdfs
+S3_JARS    := .jars/s3proxy
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
 LINT_DIRS := $(wildcard src tests bench jvm)
@@ -17,14 +18,14 @@ export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
-        hdfs-jars hdfs-up hdfs-down hdfs-uri \
+        hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         sample run validate lint test prove test-only clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars kafka-jars hdfs-jars ## create the venv, install onceflow[dev], fetch the JVM jars
+setup: venv jars kafka-jars hdfs-jars s3-jars ## create the venv, install onceflow[dev], fetch the JVM jars
 
 venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +60,14 @@ $(HDFS_JARS)/.resolved: jvm/hdfs/pom.xml
 	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(HDFS_JARS)
 	touch $@
 
+s3-jars: $(S3_JARS)/.resolved ## resolve S3Proxy (the local S3 server) into .jars/s3proxy
+$(S3_JARS)/.resolved: jvm/s3proxy/pom.xml
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH: apt-get install maven"; exit 1; }
+	rm -rf $(S3_JARS)
+	mvn -q -B -f jvm/s3proxy/pom.xml dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(S3_JARS)
+	touch $@
+
 kafka-up: venv kafka-jars ## start a local Kafka broker (KRaft) on free ports; prints them
 	$(PY) -m onceflow.services kafka up --home .services/kafka --jars $(KAFKA_JARS)
 
@@ -73,6 +82,15 @@ hdfs-down: ## stop the local HDFS (its files stay in .services/hdfs)
 
 hdfs-uri: ## print the running HDFS's URI (for ONCEFLOW_HDFS_URI)
 	@$(PY) -c 'import json; print(json.load(open(".services/hdfs/state.json"))["uri"])'
+
+s3-up: venv s3-jars ## start a local S3 endpoint (S3Proxy, bucket 'lake') on a free port
+	$(PY) -m onceflow.services s3 up --home .services/s3 --jars $(S3_JARS) --bucket lake
+
+s3-down: ## stop the local S3 endpoint (its objects stay in .services/s3/data)
+	$(PY) -m onceflow.services s3 down --home .services/s3
+
+s3-endpoint: ## print the running S3 endpoint (for ONCEFLOW_S3_ENDPOINT)
+	@$(PY) -c 'import json; print(json.load(open(".services/s3/state.json"))["endpoint"])'
 
 cluster-up: venv jars ## start a Spark standalone cluster (master + 2 workers) on loopback
 	$(PY) -m onceflow.services cluster up --home .services/cluster

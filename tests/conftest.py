@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from onceflow.config import LoadedJob, load_job
 from onceflow.services import KafkaUser, LocalKafka
 from onceflow.services.hdfs import LocalHdfs
+from onceflow.services.s3 import LocalS3
 from onceflow.services.spark_cluster import LocalSparkCluster
 from onceflow.session import DELTA_CONF, jar_paths
 
@@ -108,3 +109,28 @@ def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs]:
     yield cluster
     os.environ.pop("ONCEFLOW_HDFS_URI", None)
     cluster.stop()
+
+
+#: The test S3 server's secret key: a canary like the Kafka password.
+S3_SECRET_KEY = "s3-secret-CANARY-7c41b9"  # noqa: S105 - a test canary, not a secret
+S3_BUCKET = "lake"
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """A real S3-compatible endpoint (S3Proxy, objects on disk) with bucket ``lake``.
+
+    Sets the variables the ``s3`` profile reads (endpoint, bucket, access and secret key)
+    for this process and the job processes it starts.
+    """
+    server = LocalS3(
+        tmp_path_factory.mktemp("s3"), jars=ROOT / ".jars" / "s3proxy", secret_key=S3_SECRET_KEY
+    )
+    server.create_bucket(S3_BUCKET)
+    server.start()
+    variables = server.profile_env(S3_BUCKET)
+    os.environ.update(variables)
+    yield server
+    for name in variables:
+        os.environ.pop(name, None)
+    server.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,22 +17,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec, load_job
-from onceflow.errors import StorageError
+from onceflow.errors import GuaranteeError, StorageError
+from onceflow.guarantees.lock import table_lock_folder
 from onceflow.prove.harness import ProveSettings, prove
 from onceflow.prove.verify import measure_delivery
 from onceflow.prove.workload import write_payment_files
 from onceflow.runner import start_query
 from onceflow.services import free_port
 from onceflow.services.hdfs import LocalHdfs
+from onceflow.services.s3 import LocalS3
 from onceflow.session import build_session
 from onceflow.storage import CheckpointFiles
+from tests.conftest import S3_BUCKET, S3_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs/payments_exactly_once_transactional.yaml"
@@ -49,23 +53,34 @@ class RemoteStore:
     start: Callable[[], None]
     # environment under which the profile points at an address where nothing listens
     unreachable: Callable[[int], dict[str, str]]
-    extra_marks: list[str] = field(default_factory=list)
 
     def under(self, name: str) -> str:
         return f"{self.root}/{name}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["hdfs"])
-def store(request: pytest.FixtureRequest) -> Iterator[RemoteStore]:
+@pytest.fixture(params=["hdfs", "s3"])
+def store(request: pytest.FixtureRequest) -> RemoteStore:
     if request.param == "hdfs":
         hdfs: LocalHdfs = request.getfixturevalue("hdfs")
-        yield RemoteStore(
+        return RemoteStore(
             profile="hdfs",
             root=f"{hdfs.uri}/tests",
             stop=hdfs.stop,
             start=hdfs.start,
             unreachable=lambda port: {"ONCEFLOW_HDFS_URI": f"hdfs://127.0.0.1:{port}"},
         )
+    s3: LocalS3 = request.getfixturevalue("s3")
+    return RemoteStore(
+        profile="s3",
+        root=f"s3a://{S3_BUCKET}/tests",
+        stop=s3.stop,
+        start=s3.start,
+        # another bucket name too: Hadoop caches one S3A client per bucket
+        unreachable=lambda port: {
+            "ONCEFLOW_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+            "ONCEFLOW_S3_BUCKET": f"down-{port}",
+        },
+    )
 
 
 def load(store: RemoteStore, *overrides: str, env: dict[str, str] | None = None) -> JobSpec:
@@ -209,3 +224,114 @@ def _silent_listener() -> Iterator[int]:
         for connection in accepted:
             connection.close()
         server.close()
+
+
+# -- S3 only ---------------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_wrong_s3_secret_is_refused_at_once_naming_the_path(
+    spark: SparkSession, s3: LocalS3, tmp_path: Path
+) -> None:
+    env = {"AWS_SECRET_ACCESS_KEY": "not-the-secret", "ONCEFLOW_S3_BUCKET": "wrong-key"}
+    job = load(_S3, f"source.path={tmp_path}", env=env)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        start_query(build_session(job), job)
+
+    assert caught.value.error_class == "STORAGE_ACCESS_DENIED"
+    assert caught.value.params["path"] == job.checkpoint
+    assert "403" in str(caught.value) or "Forbidden" in str(caught.value)
+    assert "not-the-secret" not in str(caught.value)
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.s3
+def test_s3_checkpoint_uses_the_abortable_stream_manager_for_its_query_only(
+    spark: SparkSession, s3: LocalS3, tmp_path: Path
+) -> None:
+    write_payment_files(tmp_path / "input", 100, 2, seed=3)
+    job = load(_S3, f"storage.root=s3a://{S3_BUCKET}/tests/manager-{uuid.uuid4().hex[:8]}",
+               f"source.path={tmp_path / 'input'}")  # fmt: skip
+    query = start_query(build_session(job), job)
+    try:
+        manager = query._jsq.streamingQuery().offsetLog().fileManager()  # type: ignore[attr-defined]
+        assert manager.getClass().getSimpleName() == "AbortableStreamBasedCheckpointFileManager"
+        query.awaitTermination()
+    finally:
+        query.stop()
+    events = spark.read.format("delta").load(job.sinks[0].path)
+    assert events.select("id").distinct().count() == events.count() == 100
+    # restored once the query ended: a local checkpoint in this session still works
+    deadline = time.monotonic() + 10
+    while spark.conf.get(MANAGER_KEY, None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert spark.conf.get(MANAGER_KEY, None) is None
+
+
+@pytest.mark.s3
+def test_a_second_driver_on_the_same_s3_delta_table_is_refused(
+    spark: SparkSession, s3: LocalS3, tmp_path: Path
+) -> None:
+    write_payment_files(tmp_path / "input", 100, 2, seed=3)
+    root = f"s3a://{S3_BUCKET}/tests/single-writer-{uuid.uuid4().hex[:8]}"
+    first = subprocess.Popen(  # keeps running: a processing-time trigger
+        [
+            sys.executable, "-m", "onceflow", "run", str(JOB), "--env", "s3,test",
+            "--set", f"storage.root={root}",
+            "--set", f"source.path={tmp_path / 'input'}",
+            "--set", "trigger.available_now=false",
+            "--set", "trigger.processing_time=2 seconds",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        second = load(_S3, f"storage.root={root}", f"source.path={tmp_path / 'input'}",
+                      f"checkpoint={root}/another-checkpoint")  # fmt: skip
+        lock = CheckpointFiles(build_session(second), table_lock_folder(second.sinks[0].path))
+        deadline = time.monotonic() + 120
+        while not lock.exists("lock"):
+            assert first.poll() is None and time.monotonic() < deadline, "the first never ran"
+            time.sleep(0.5)
+        with pytest.raises(GuaranteeError) as caught:
+            start_query(build_session(second), second)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+    assert caught.value.error_class == "GUARANTEE_TABLE_LOCKED"
+    assert second.sinks[0].path in str(caught.value)
+    assert f"pid {first.pid}" in str(caught.value)
+
+
+@pytest.mark.s3
+def test_s3_secret_never_reaches_output_or_event_log(s3: LocalS3, tmp_path: Path) -> None:
+    write_payment_files(tmp_path / "input", 50, 1, seed=3)
+    events = tmp_path / "spark-events"
+    events.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "onceflow", "run", str(JOB), "--env", "s3,test",
+            "--set", f"storage.root=s3a://{S3_BUCKET}/tests/canary-{uuid.uuid4().hex[:8]}",
+            "--set", f"source.path={tmp_path / 'input'}",
+            "--set", 'spark.conf["spark.eventLog.enabled"]=true',
+            "--set", f'spark.conf["spark.eventLog.dir"]={events}',
+            "--set", 'spark.conf["spark.eventLog.compress"]=false',
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = subprocess.run(
+        [sys.executable, "-m", "onceflow", "validate", str(JOB), "--env", "s3", "--print"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    logs = [p.read_text(errors="replace") for p in events.rglob("*") if p.is_file()]
+    assert logs, "no event log written"
+    for text in (result.stdout, result.stderr, printed.stdout, *logs):
+        assert S3_SECRET_KEY not in text
+
+
+_S3 = RemoteStore(
+    profile="s3", root="", stop=lambda: None, start=lambda: None, unreachable=lambda _: {}
+)
+MANAGER_KEY = "spark.sql.streaming.checkpointFileManagerClass"

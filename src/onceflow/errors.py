@@ -68,6 +68,10 @@ MESSAGES: dict[str, str] = {
     "GUARANTEE_CHECKPOINT_LOCKED": "job '{job}': checkpoint {checkpoint} is in use by "
     "{holder} (last heartbeat {age}s ago). One checkpoint runs one query at a time: stop "
     "the other instance, or wait for its lock to go stale if it died on another host",
+    "GUARANTEE_TABLE_LOCKED": "job '{job}': Delta table {checkpoint} on S3 is being written "
+    "by {holder} (last heartbeat {age}s ago). Delta on S3 allows one writing driver per table "
+    "(S3SingleDriverLogStore): two would overwrite each other's commits. Stop the other "
+    "writer, or configure a multi-writer LogStore (io.delta.storage.S3DynamoDBLogStore)",
     "GUARANTEE_CRASH_INJECTED": "injected crash at {crash_point} on batch {batch_id}",
     "PROVE_RUN_FAILED": "prove scenario {scenario}: {problem}; last lines of its log:\n{log}",
     # runtime

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +35,7 @@ from onceflow.guarantees import (
     check_foreign_sinks,
     guarded_writer,
     resolve_app_id,
+    table_lock,
 )
 from onceflow.observe import ProgressLogger, skipped_offsets
 from onceflow.session import build_session
@@ -46,6 +48,7 @@ __all__ = [
     "apply_transform",
     "build_writer",
     "run_job",
+    "single_writer_tables",
     "sink_row_counts",
     "start_query",
     "storage_locations",
@@ -54,6 +57,10 @@ __all__ = [
 
 
 _log = logging.getLogger(__name__)
+
+_CHECKPOINT_MANAGER = "spark.sql.streaming.checkpointFileManagerClass"
+_ABORTABLE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+_MULTI_WRITER_LOG_STORE = re.compile(r"DynamoDB", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -106,19 +113,30 @@ def start_query(
     """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness).
 
     The storage of the checkpoint and of every sink is checked first (an unreachable store or
-    refused credentials stop the job here, naming the path); then the checkpoint's lock is
-    taken, and released when the query ends, however it ends.
+    refused credentials stop the job here, naming the path). Then the checkpoint's lock is
+    taken, and on S3 one lock per Delta sink (Delta's single-driver rule there); a checkpoint
+    on S3 gets Spark's abortable-stream checkpoint file manager. All of it is released or
+    restored when the query ends, however it ends.
     """
     check_storage(spark, spec.name, storage_locations(spec))
-    lock = CheckpointLock(spark, spec.checkpoint, spec.name)
-    lock.acquire()
+    locks = [CheckpointLock(spark, spec.checkpoint, spec.name)]
+    locks += [table_lock(spark, path, spec.name) for path in single_writer_tables(spark, spec)]
+    held: list[CheckpointLock] = []
+    restore_manager = None
     try:
+        for lock in locks:
+            lock.acquire()
+            held.append(lock)
+        restore_manager = _use_abortable_checkpoints(spark, spec.checkpoint)
         query = _start(spark, spec, writer)
     except BaseException:
-        lock.release()
+        _release(spec.name, held, restore_manager)
         raise
     threading.Thread(
-        target=_release_when_done, args=(query, lock), name=f"onceflow-{spec.name}", daemon=True
+        target=_release_when_done,
+        args=(query, spec.name, held, restore_manager),
+        name=f"onceflow-{spec.name}",
+        daemon=True,
     ).start()
     return query
 
@@ -128,20 +146,71 @@ def storage_locations(spec: JobSpec) -> dict[str, str]:
     return {"checkpoint": spec.checkpoint} | {f"sink '{s.name}'": s.path for s in spec.sinks}
 
 
-def _release_when_done(query: StreamingQuery, lock: CheckpointLock) -> None:
+def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
+    """The job's Delta sinks on S3 that one driver at a time may write.
+
+    Delta's default LogStore for ``s3a://`` (S3SingleDriverLogStore) cannot stop two
+    drivers from writing the same commit; a multi-writer LogStore (S3DynamoDBLogStore) can,
+    and when one is configured no lock is needed.
+    """
+    if _MULTI_WRITER_LOG_STORE.search(" ".join(_log_store_settings(spark))):
+        return []
+    return [s.path for s in spec.sinks if s.kind == "delta" and _on_s3a(s.path)]
+
+
+def _log_store_settings(spark: SparkSession) -> list[str]:
+    keys = ("spark.delta.logStore.s3a.impl", "spark.delta.logStore.s3.impl")
+    static = spark.sparkContext.getConf()
+    return [str(spark.conf.get(k, None) or static.get(k) or "") for k in keys]
+
+
+def _on_s3a(path: str) -> bool:
+    return path.startswith("s3a://")
+
+
+def _use_abortable_checkpoints(spark: SparkSession, checkpoint: str) -> Callable[[], None] | None:
+    """For a checkpoint on S3A, Spark's abortable-stream checkpoint file manager (from
+    spark-hadoop-cloud): a checkpoint file is one PUT, visible whole or not at all, instead
+    of a write and a copy-and-delete "rename". Set for this query's start only, because the
+    manager refuses ``file:`` and ``hdfs:`` checkpoints; a manager the user chose is kept.
+
+    Returns what undoes it (None when nothing was set).
+    """
+    if not _on_s3a(checkpoint) or spark.conf.get(_CHECKPOINT_MANAGER, None):
+        return None
+    spark.conf.set(_CHECKPOINT_MANAGER, _ABORTABLE_MANAGER)
+    return lambda: spark.conf.unset(_CHECKPOINT_MANAGER)
+
+
+def _release_when_done(
+    query: StreamingQuery,
+    job: str,
+    locks: list[CheckpointLock],
+    restore_manager: Callable[[], None] | None,
+) -> None:
     try:
         query.awaitTermination()
     except Exception:  # noqa: S110 - the query's failure is its caller's to report
         pass
-    try:
-        lock.release()
-    except Exception as exc:  # the storage may be what stopped the query
-        _log.warning(
-            "job '%s': could not release the checkpoint lock (%s); the next start takes it "
-            "over once this process has exited",
-            lock.job,
-            first_line(exc),
-        )
+    _release(job, locks, restore_manager)
+
+
+def _release(
+    job: str, locks: list[CheckpointLock], restore_manager: Callable[[], None] | None
+) -> None:
+    if restore_manager is not None:
+        restore_manager()
+    for lock in reversed(locks):
+        try:
+            lock.release()
+        except Exception as exc:  # the storage may be what stopped the query
+            _log.warning(
+                "job '%s': could not release the lock in %s (%s); the next start takes it "
+                "over once this process has exited",
+                job,
+                lock.folder or lock.checkpoint,
+                first_line(exc),
+            )
 
 
 def _start(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None) -> StreamingQuery:

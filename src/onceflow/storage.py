@@ -18,12 +18,18 @@ from onceflow.errors import StorageError
 
 __all__ = ["CheckpointFiles", "check_storage", "storage_failure"]
 
+# hadoop-aws's createFile() option that turns a create into a PUT with If-None-Match: *
+_S3A_CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
+# another writer made the file first: HDFS/local at create, S3 (HTTP 412) at close
+_LOST_RACE = re.compile(r"FileAlreadyExists|RemoteFileChangedException|PreconditionFailed|\b412\b")
+
 # Java exceptions (by the names Hadoop, S3A and the AWS SDK give them) that mean the storage
 # cannot be reached, refused the credentials, or has no live node to write to.
 _UNREACHABLE = re.compile(
     r"java\.net\.(?:Connect|UnknownHost|NoRouteToHost|SocketTimeout)Exception"
     r"|ConnectTimeoutException|Connection refused|Unable to execute HTTP request"
-    r"|AWSClientIOException|could only be written to 0 of the|no live datanodes"
+    r"|AWSClientIOException|ApiCallTimeoutException|could only be written to 0 of the"
+    r"|no live datanodes"
     r"|All datanodes .* are bad|Unable to close file because the last block"
     r"|SafeModeException"
 )
@@ -110,24 +116,31 @@ class CheckpointFiles:
     def create(self, name: str, text: str) -> bool:
         """Create ``name`` with ``text`` unless it exists; True if this call created it.
 
-        Uses ``create(overwrite=false)``: atomic on HDFS and local file systems; on S3A a
-        race between two writers is not excluded, which is why only one job may own a
-        checkpoint at a time.
+        Atomic on local disk and HDFS (``create(overwrite=false)``) and on S3A, where a
+        plain create only checks then writes: there the object is written with
+        ``If-None-Match: *`` (S3 conditional writes, hadoop-aws 3.4.2+), so of two writers
+        racing for the same name exactly one wins and the other's ``close`` is refused.
         """
         path = self._path(name)
         if self._fs.exists(path):
             return False
         try:
-            stream = self._fs.create(path, False)
-        except Exception as exc:  # FileAlreadyExistsException: someone else won the race
-            if "FileAlreadyExists" in str(exc):
+            stream = self._create_if_absent(path)
+            try:
+                stream.write(bytearray(text.encode("utf-8")))
+            finally:
+                stream.close()  # S3A: the conditional PUT happens here
+        except Exception as exc:
+            if _LOST_RACE.search(str(exc)):
                 return False
             raise
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
         return True
+
+    def _create_if_absent(self, path: Any) -> Any:
+        if self._folder.toUri().getScheme() != "s3a":
+            return self._fs.create(path, False)
+        builder = self._fs.createFile(path).overwrite(False)
+        return builder.must(_S3A_CONDITIONAL_CREATE, True).build()
 
     def overwrite(self, name: str, text: str) -> None:
         """Write ``name`` with ``text``, replacing it if it exists."""

@@ -8,7 +8,7 @@ from onceflow.guarantees.app_id import AppIdentity, onceflow_state, resolve_app_
 from onceflow.guarantees.faults import CRASH_ENV, CrashPlan, CrashPoint
 from onceflow.guarantees.foreign import check_foreign_sinks, delta_app_ids
 from onceflow.guarantees.ledger import BatchLedger
-from onceflow.guarantees.lock import CheckpointLock
+from onceflow.guarantees.lock import CheckpointLock, table_lock
 from onceflow.guarantees.policies import WriterSettings, guarded_writer
 from onceflow.guarantees.retry import retry_conflicts
 
@@ -26,4 +26,5 @@ __all__ = [
     "onceflow_state",
     "resolve_app_id",
     "retry_conflicts",
+    "table_lock",
 ]

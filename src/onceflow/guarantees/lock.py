@@ -4,9 +4,14 @@ Spark refuses a second *active* query with the same checkpoint only inside one s
 Two processes (a retried ``spark-submit`` next to a live one) would both run, both write
 sinks, and one would fail later on a clash in ``offsets/`` — after writing. So a job first
 takes ``<checkpoint>/onceflow/lock``, created only-if-absent through Hadoop's FileSystem
-(local, HDFS; on S3 the create is not atomic, so two starts in the same instant are not
-excluded there), naming its owner; a heartbeat thread rewrites it every
+(atomic on local disk, HDFS and S3), naming its owner; a heartbeat thread rewrites it every
 ``HEARTBEAT_SECONDS``.
+
+The same lock guards a Delta table on S3, where Delta's S3SingleDriverLogStore allows one
+writing driver per table: ``table_lock`` takes ``<table>._onceflow/lock``, a folder beside
+the table (inside it, a folder would make the not-yet-created table's location non-empty,
+and Delta then refuses to create it). On S3 the lock file is created with a conditional
+PUT, so it is atomic there as well.
 
 A lock is taken over when its owner is gone: the same host and its pid no longer runs (a
 SIGKILLed job restarts at once), or, from another host, its heartbeat is older than
@@ -29,7 +34,13 @@ from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import onceflow_state
 from onceflow.storage import CheckpointFiles
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "CheckpointLock"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "STALE_AFTER_SECONDS",
+    "CheckpointLock",
+    "table_lock",
+    "table_lock_folder",
+]
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 60.0
@@ -43,17 +54,22 @@ _IN_PROCESS = threading.Lock()
 
 @dataclass
 class CheckpointLock:
-    """The lock on one checkpoint; ``acquire`` it before starting, ``release`` after."""
+    """The lock on one checkpoint; ``acquire`` it before starting, ``release`` after.
+
+    ``folder`` and ``refusal`` let the same lock guard something else (``table_lock``).
+    """
 
     spark: SparkSession
     checkpoint: str
     job: str
+    folder: str | None = None  # where the lock file lives; <checkpoint>/onceflow by default
+    refusal: str = "GUARANTEE_CHECKPOINT_LOCKED"
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def _files(self) -> CheckpointFiles:
-        return CheckpointFiles(self.spark, onceflow_state(self.checkpoint))
+        return CheckpointFiles(self.spark, self.folder or onceflow_state(self.checkpoint))
 
     def _record(self) -> str:
         return json.dumps(
@@ -67,7 +83,7 @@ class CheckpointLock:
         )
 
     def acquire(self) -> None:
-        """Take the lock or raise GUARANTEE_CHECKPOINT_LOCKED naming its holder."""
+        """Take the lock or raise ``refusal`` (GUARANTEE_CHECKPOINT_LOCKED) naming its holder."""
         with _IN_PROCESS:
             self._acquire()
         self._start_heartbeat()
@@ -82,14 +98,14 @@ class CheckpointLock:
                 files.delete(_LOCK)
                 continue
             raise GuaranteeError(
-                "GUARANTEE_CHECKPOINT_LOCKED",
+                self.refusal,
                 job=self.job,
                 checkpoint=self.checkpoint,
                 holder=f"job '{holder.get('job')}' on {holder.get('host')} pid {holder.get('pid')}",
                 age=f"{_age(holder):.0f}",
             )
         raise GuaranteeError(
-            "GUARANTEE_CHECKPOINT_LOCKED",
+            self.refusal,
             job=self.job,
             checkpoint=self.checkpoint,
             holder="another process racing for it",
@@ -120,6 +136,18 @@ class CheckpointLock:
             holder = _parse(files.read(_LOCK))
             if holder is not None and holder.get("token") == self.token:
                 files.delete(_LOCK)
+
+
+def table_lock_folder(table: str) -> str:
+    """Where the single-writer lock of the table at ``table`` lives: beside it."""
+    return f"{table.rstrip('/')}._onceflow"
+
+
+def table_lock(spark: SparkSession, table: str, job: str) -> CheckpointLock:
+    """The single-writer lock of the Delta table at ``table`` (for tables on S3)."""
+    return CheckpointLock(
+        spark, table, job, folder=table_lock_folder(table), refusal="GUARANTEE_TABLE_LOCKED"
+    )
 
 
 def _parse(text: str | None) -> dict[str, object] | None:

@@ -2,7 +2,7 @@
 
 ``up`` starts the service in the background, records its pids and addresses in
 ``<home>/state.json`` and prints them; ``down`` stops every process recorded there;
-``status`` prints the state. SERVICE is one of ``kafka``, ``hdfs``, ``cluster``.
+``status`` prints the state. SERVICE is one of ``kafka``, ``hdfs``, ``s3``, ``cluster``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from onceflow.errors import ServiceError
 from onceflow.services.hdfs import LocalHdfs
 from onceflow.services.kafka import KafkaUser, LocalKafka
 from onceflow.services.process import running_pid, stop_pid
+from onceflow.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, LocalS3
 from onceflow.services.spark_cluster import LocalSparkCluster
 
 
@@ -42,6 +43,20 @@ def _hdfs(args: argparse.Namespace) -> _Service:
     return LocalHdfs(args.home, jars=args.jars or Path(".jars/hdfs"))
 
 
+def _s3(args: argparse.Namespace) -> _Service:
+    # the keys the s3 profile reads, from the environment (a command line shows in ps);
+    # unset, the documented dev pair of this loopback-only server
+    s3 = LocalS3(
+        args.home,
+        jars=args.jars or Path(".jars/s3proxy"),
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_KEY),
+    )
+    for bucket in args.bucket:
+        s3.create_bucket(bucket)  # a folder of the filesystem backend: fine before start
+    return s3
+
+
 def _cluster(args: argparse.Namespace) -> _Service:
     return LocalSparkCluster(args.home, workers=args.workers)
 
@@ -49,6 +64,7 @@ def _cluster(args: argparse.Namespace) -> _Service:
 _FACTORIES: dict[str, Callable[[argparse.Namespace], _Service]] = {
     "kafka": _kafka,
     "hdfs": _hdfs,
+    "s3": _s3,
     "cluster": _cluster,
 }
 
@@ -60,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="data, logs and state.json (.services/NAME)")
     parser.add_argument("--jars", type=Path, help="the service's jars (.jars/NAME)")
     parser.add_argument("--workers", type=int, default=2, help="cluster: how many workers")
+    parser.add_argument(
+        "--bucket", action="append", default=[], metavar="NAME", help="s3: a bucket to create"
+    )
     parser.add_argument(
         "--user",
         action="append",
