@@ -19,10 +19,10 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
-        sample run validate lint test prove test-only clean clean-state
+        sample run validate lint test prove test-only bench-storage clean clean-state
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 setup: venv jars kafka-jars hdfs-jars s3-jars ## create the venv, install onceflow[dev], fetch the JVM jars
@@ -141,6 +141,9 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 	done; \
 	cat $(PROVE_OUT)/*.md > $(PROVE_OUT)/REPORT.md; \
 	echo "report: $(PROVE_OUT)/REPORT.md ($$(( $$(date +%s) - start ))s)"; exit $$status
+
+bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench/results/)
+	$(PY) bench/storage_batch_time.py --records 60000 --batches 8 --rounds 2
 
 clean-state: ## remove sample data, tables, checkpoints, local service data
 	rm -rf data state spark-warehouse .services
