@@ -47,12 +47,13 @@ def java_command(
     heap: str = "512m",
     options: Sequence[str] = (),
     classpath_first: Sequence[Path] = (),
+    make_target: str | None = None,
 ) -> list[str]:
     """``java -Xmx<heap> <options> -cp <classpath_first>:<jars>/* <main> <args>``.
 
     Raises:
-        ServiceError: SERVICE_START_FAILED when ``jars`` holds no jar (the make target that
-            resolves them has not run).
+        ServiceError: SERVICE_START_FAILED when ``jars`` holds no jar, naming the make target
+            that resolves them (``<service>-jars`` unless ``make_target`` says otherwise).
     """
     if not any(jars.glob("*.jar")):
         raise ServiceError(
@@ -60,7 +61,7 @@ def java_command(
             service=service,
             timeout=0,
             log=str(jars),
-            tail=f"no {service} jars there: run `make setup`",
+            tail=f"no {service} jars there: run `make {make_target or service + '-jars'}`",
         )
     classpath = ":".join([*(str(p) for p in classpath_first), f"{jars}/*"])
     java = shutil.which("java") or "java"

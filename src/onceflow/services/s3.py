@@ -159,6 +159,7 @@ class LocalS3:
             str(config),
             heap=self.heap,
             options=[f"-Dlogback.configurationFile={self.home / 'logback.xml'}"],
+            make_target="s3-jars",
         )
         process = ManagedProcess("s3proxy", command, self.log, cwd=self.home)
         process.start(self._answers, timeout=timeout)
