@@ -41,14 +41,18 @@ from onceflow.observe import ProgressLogger, skipped_offsets
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
 from onceflow.sources import describe_lost_offsets, read_stream
-from onceflow.storage import check_storage, storage_failure
+from onceflow.storage import (
+    check_storage,
+    single_writer_tables,
+    storage_failure,
+    use_abortable_checkpoints,
+)
 
 __all__ = [
     "RunResult",
     "apply_transform",
     "build_writer",
     "run_job",
-    "single_writer_tables",
     "sink_row_counts",
     "start_query",
     "storage_locations",
@@ -57,10 +61,6 @@ __all__ = [
 
 
 _log = logging.getLogger(__name__)
-
-_CHECKPOINT_MANAGER = "spark.sql.streaming.checkpointFileManagerClass"
-_ABORTABLE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
-_MULTI_WRITER_LOG_STORE = re.compile(r"DynamoDB", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def start_query(
         for lock in locks:
             lock.acquire()
             held.append(lock)
-        restore_manager = _use_abortable_checkpoints(spark, spec.checkpoint)
+        restore_manager = use_abortable_checkpoints(spark, spec.checkpoint)
         query = _start(spark, spec, writer)
     except BaseException:
         _release(spec.name, held, restore_manager)
@@ -144,42 +144,6 @@ def start_query(
 def storage_locations(spec: JobSpec) -> dict[str, str]:
     """Role -> path of everything the job writes: its checkpoint and its sinks."""
     return {"checkpoint": spec.checkpoint} | {f"sink '{s.name}'": s.path for s in spec.sinks}
-
-
-def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
-    """The job's Delta sinks on S3 that one driver at a time may write.
-
-    Delta's default LogStore for ``s3a://`` (S3SingleDriverLogStore) cannot stop two
-    drivers from writing the same commit; a multi-writer LogStore (S3DynamoDBLogStore) can,
-    and when one is configured no lock is needed.
-    """
-    if _MULTI_WRITER_LOG_STORE.search(" ".join(_log_store_settings(spark))):
-        return []
-    return [s.path for s in spec.sinks if s.kind == "delta" and _on_s3a(s.path)]
-
-
-def _log_store_settings(spark: SparkSession) -> list[str]:
-    keys = ("spark.delta.logStore.s3a.impl", "spark.delta.logStore.s3.impl")
-    static = spark.sparkContext.getConf()
-    return [str(spark.conf.get(k, None) or static.get(k) or "") for k in keys]
-
-
-def _on_s3a(path: str) -> bool:
-    return path.startswith("s3a://")
-
-
-def _use_abortable_checkpoints(spark: SparkSession, checkpoint: str) -> Callable[[], None] | None:
-    """For a checkpoint on S3A, Spark's abortable-stream checkpoint file manager (from
-    spark-hadoop-cloud): a checkpoint file is one PUT, visible whole or not at all, instead
-    of a write and a copy-and-delete "rename". Set for this query's start only, because the
-    manager refuses ``file:`` and ``hdfs:`` checkpoints; a manager the user chose is kept.
-
-    Returns what undoes it (None when nothing was set).
-    """
-    if not _on_s3a(checkpoint) or spark.conf.get(_CHECKPOINT_MANAGER, None):
-        return None
-    spark.conf.set(_CHECKPOINT_MANAGER, _ABORTABLE_MANAGER)
-    return lambda: spark.conf.unset(_CHECKPOINT_MANAGER)
 
 
 def _release_when_done(

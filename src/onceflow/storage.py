@@ -1,4 +1,5 @@
-"""Small files next to the checkpoint, through Hadoop's FileSystem: local, HDFS or S3A alike.
+"""Storage through Hadoop's FileSystem — local, HDFS or S3A alike: small files next to the
+checkpoint, the reachability check before a query starts, and what S3 needs beyond a path.
 
 onceflow keeps its own state under ``<checkpoint>/onceflow/`` (the app id, the at-most-once
 ledger). Going through the JVM's Hadoop FileSystem, not Python's ``open``, is what makes the
@@ -9,14 +10,25 @@ credentials and settings.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyspark.sql import SparkSession
 
+from onceflow.config import JobSpec
 from onceflow.errors import StorageError
 
-__all__ = ["CheckpointFiles", "check_storage", "storage_failure"]
+__all__ = [
+    "CheckpointFiles",
+    "check_storage",
+    "single_writer_tables",
+    "storage_failure",
+    "use_abortable_checkpoints",
+]
+
+_CHECKPOINT_MANAGER = "spark.sql.streaming.checkpointFileManagerClass"
+_ABORTABLE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+_MULTI_WRITER_LOG_STORE = re.compile(r"DynamoDB", re.IGNORECASE)
 
 # hadoop-aws's createFile() option that turns a create into a PUT with If-None-Match: *
 _S3A_CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
@@ -161,3 +173,45 @@ class CheckpointFiles:
         return sorted(
             str(status.getPath().getName()) for status in self._fs.listStatus(self._folder)
         )
+
+
+# -- what S3 needs beyond a path --------------------------------------------------------
+
+
+def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
+    """The job's Delta sinks on S3 that one driver at a time may write.
+
+    Delta's default LogStore for ``s3a://`` (S3SingleDriverLogStore) cannot stop two
+    drivers from writing the same commit; a multi-writer LogStore (S3DynamoDBLogStore) can,
+    and when one is configured no lock is needed.
+    """
+    if _MULTI_WRITER_LOG_STORE.search(" ".join(_log_store_settings(spark))):
+        return []
+    return [s.path for s in spec.sinks if s.kind == "delta" and _on_s3a(s.path)]
+
+
+def _log_store_settings(spark: SparkSession) -> list[str]:
+    keys = ("spark.delta.logStore.s3a.impl", "spark.delta.logStore.s3.impl")
+    static = spark.sparkContext.getConf()
+    return [str(spark.conf.get(k, None) or static.get(k) or "") for k in keys]
+
+
+def _on_s3a(path: str) -> bool:
+    return path.startswith("s3a://")
+
+
+def use_abortable_checkpoints(spark: SparkSession, checkpoint: str) -> Callable[[], None] | None:
+    """For a checkpoint on S3A, Spark's abortable-stream checkpoint file manager (from
+    spark-hadoop-cloud): a checkpoint file is one PUT, visible whole or not at all, instead
+    of a write and a copy-and-delete "rename". Spark reads the setting from the session
+    when a query starts, and the manager refuses ``file:`` and ``hdfs:`` checkpoints, so it
+    is set on the session for the query's lifetime only (the caller undoes it when the
+    query ends); a manager the user chose is kept. A local-checkpoint query started in the
+    same session meanwhile would see it too: one S3 query per session, or set it yourself.
+
+    Returns what undoes it (None when nothing was set).
+    """
+    if not _on_s3a(checkpoint) or spark.conf.get(_CHECKPOINT_MANAGER, None):
+        return None
+    spark.conf.set(_CHECKPOINT_MANAGER, _ABORTABLE_MANAGER)
+    return lambda: spark.conf.unset(_CHECKPOINT_MANAGER)
