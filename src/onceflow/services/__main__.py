@@ -13,23 +13,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
 
 from onceflow.errors import ServiceError
 from onceflow.services.hdfs import LocalHdfs
 from onceflow.services.kafka import KafkaUser, LocalKafka
-from onceflow.services.process import running_pid, stop_pid
+from onceflow.services.process import LocalService, running_pid, stop_pid
 from onceflow.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, LocalS3
 from onceflow.services.spark_cluster import LocalSparkCluster
 
 
-class _Service(Protocol):
-    def start(self, timeout: float = ...) -> None: ...
-    def state(self) -> dict[str, Any]: ...
-    def write_state(self) -> Path: ...
-
-
-def _kafka(args: argparse.Namespace) -> _Service:
+def _kafka(args: argparse.Namespace) -> LocalService:
     users = []
     for name in args.user:
         variable = f"ONCEFLOW_KAFKA_PASSWORD_{name.upper()}"
@@ -39,11 +32,11 @@ def _kafka(args: argparse.Namespace) -> _Service:
     return LocalKafka(args.home, jars=args.jars or Path(".jars/kafka"), users=users)
 
 
-def _hdfs(args: argparse.Namespace) -> _Service:
+def _hdfs(args: argparse.Namespace) -> LocalService:
     return LocalHdfs(args.home, jars=args.jars or Path(".jars/hdfs"))
 
 
-def _s3(args: argparse.Namespace) -> _Service:
+def _s3(args: argparse.Namespace) -> LocalService:
     # the keys the s3 profile reads, from the environment (a command line shows in ps);
     # unset, the documented dev pair of this loopback-only server
     s3 = LocalS3(
@@ -57,11 +50,11 @@ def _s3(args: argparse.Namespace) -> _Service:
     return s3
 
 
-def _cluster(args: argparse.Namespace) -> _Service:
+def _cluster(args: argparse.Namespace) -> LocalService:
     return LocalSparkCluster(args.home, workers=args.workers)
 
 
-_FACTORIES: dict[str, Callable[[argparse.Namespace], _Service]] = {
+_FACTORIES: dict[str, Callable[[argparse.Namespace], LocalService]] = {
     "kafka": _kafka,
     "hdfs": _hdfs,
     "s3": _s3,

@@ -24,12 +24,11 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from xml.sax.saxutils import escape
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import ManagedProcess, free_port, java_command
+from onceflow.services.process import LocalService, ManagedProcess, free_port, java_command
 
 __all__ = ["LocalHdfs"]
 
@@ -84,7 +83,7 @@ class HdfsPorts:
     datanode_ipc: int
 
 
-class LocalHdfs:
+class LocalHdfs(LocalService):
     """Start, use and stop one local NameNode and DataNode. Also a context manager.
 
     Contract: ``uri`` never changes for the life of the object, and data written before a
@@ -131,18 +130,6 @@ class LocalHdfs:
     @property
     def datanode_pid(self) -> int | None:
         return self._datanode.pid if self._datanode is not None else None
-
-    def __enter__(self) -> LocalHdfs:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _java(self, main: str, *args: str) -> list[str]:
         options = [
@@ -298,11 +285,6 @@ class LocalHdfs:
             "conf_dir": str(self.conf_dir),
             "logs": {"namenode": str(self.namenode_log), "datanode": str(self.datanode_log)},
         }
-
-    def write_state(self) -> Path:
-        path = self.home / "state.json"
-        path.write_text(json.dumps(self.state(), indent=2))
-        return path
 
 
 def _site_xml(properties: dict[str, str]) -> str:

@@ -12,18 +12,22 @@ SCRAM-SHA-256, for the users given) and the controller's. Data and the broker's 
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import ManagedProcess, free_port, java_command, log_tail
+from onceflow.services.process import (
+    LocalService,
+    ManagedProcess,
+    free_port,
+    java_command,
+    log_tail,
+)
 
 __all__ = ["KafkaUser", "LocalKafka"]
 
@@ -58,7 +62,7 @@ class KafkaPorts:
     controller: int
 
 
-class LocalKafka:
+class LocalKafka(LocalService):
     """Start, use and stop one local broker. Also a context manager."""
 
     def __init__(
@@ -88,18 +92,6 @@ class LocalKafka:
     @property
     def log(self) -> Path:
         return self.home / "broker.log"
-
-    def __enter__(self) -> LocalKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _java(self, main: str, *args: str) -> list[str]:
         log_config = f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}"
@@ -250,11 +242,6 @@ class LocalKafka:
             "home": str(self.home),
             "log": str(self.log),
         }
-
-    def write_state(self) -> Path:
-        path = self.home / "state.json"
-        path.write_text(json.dumps(self.state(), indent=2))
-        return path
 
 
 def _cluster_id() -> str:

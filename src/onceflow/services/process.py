@@ -12,10 +12,13 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 from onceflow.errors import ServiceError
 
 __all__ = [
+    "LocalService",
     "ManagedProcess",
     "free_port",
     "java_command",
@@ -169,3 +172,39 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             pass
         self.process = None
+
+
+class LocalService:
+    """What every local service shares: a ``home`` folder, ``with`` support, and the
+    ``state.json`` that ``make <service>-up`` writes for ``-down`` and for users.
+
+    Subclasses provide ``start``, ``stop`` and ``state`` (which never holds a secret).
+    """
+
+    home: Path
+
+    def start(self, timeout: float = 90.0) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def write_state(self) -> Path:
+        path = self.home / "state.json"
+        path.write_text(json.dumps(self.state(), indent=2))
+        return path

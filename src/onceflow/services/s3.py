@@ -15,16 +15,14 @@ an HTTP request, not a log line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from onceflow.services.process import ManagedProcess, free_port, java_command
+from onceflow.services.process import LocalService, ManagedProcess, free_port, java_command
 
 __all__ = ["LocalS3"]
 
@@ -51,7 +49,7 @@ _LOGBACK = """\
 """
 
 
-class LocalS3:
+class LocalS3(LocalService):
     """Start, use and stop one local S3 endpoint. Also a context manager.
 
     Args:
@@ -106,18 +104,6 @@ class LocalS3:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
-
-    def __enter__(self) -> LocalS3:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _write_config(self) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -242,11 +228,6 @@ class LocalS3:
             "home": str(self.home),
             "log": str(self.log),
         }
-
-    def write_state(self) -> Path:
-        path = self.home / "state.json"
-        path.write_text(json.dumps(self.state(), indent=2))
-        return path
 
 
 def _escape(value: str) -> str:

@@ -18,12 +18,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pyspark
 
-from onceflow.services.process import ManagedProcess, free_port
+from onceflow.services.process import LocalService, ManagedProcess, free_port
 
 __all__ = ["LocalSparkCluster", "spark_home"]
 
@@ -41,7 +40,7 @@ class ClusterPorts:
     worker_uis: tuple[int, ...]
 
 
-class LocalSparkCluster:
+class LocalSparkCluster(LocalService):
     """Start, use and stop one standalone cluster. Also a context manager.
 
     ``cores`` and ``memory`` are per worker; the daemons themselves get ``daemon_memory``.
@@ -80,18 +79,6 @@ class LocalSparkCluster:
     def work_dir(self, worker: int) -> Path:
         """Worker ``worker``'s work folder: its executors run in ``<app-id>/<exec-id>/`` below."""
         return self.home / f"worker-{worker}"
-
-    def __enter__(self) -> LocalSparkCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _env(self) -> dict[str, str]:
         home = spark_home()
@@ -170,8 +157,3 @@ class LocalSparkCluster:
             "ui": self.ui_url,
             "home": str(self.home),
         }
-
-    def write_state(self) -> Path:
-        path = self.home / "state.json"
-        path.write_text(json.dumps(self.state(), indent=2))
-        return path
