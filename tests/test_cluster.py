@@ -71,3 +71,25 @@ def test_readme_job_runs_on_the_cluster_workers(
     # each executor fetched the onceflow package that --py-files named
     for folder in executor_dirs:
         assert list(Path(folder).glob("onceflow-*.zip")), f"no onceflow zip in {folder}"
+
+
+def test_onceflow_run_on_a_cluster_master_ships_the_package_itself(
+    spark: SparkSession, spark_cluster: LocalSparkCluster, tmp_path: Path
+) -> None:
+    """Without spark-submit: the session ships the zip once, though ``run`` builds it twice
+    (the run, then the sinks' row counts) and Spark refuses a second file of one name."""
+    write_payment_files(tmp_path / "data/sample/payments", count=100, files=2)
+    env = {
+        **os.environ,
+        "SPARK_MASTER_URL": spark_cluster.master_url,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "onceflow", "run", "jobs/payments.yaml", "--env", "cluster",
+         "--set", f"storage.root={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"job 'payments' on {spark_cluster.master_url}:" in result.stdout
+    assert "sink 'events': 100 row(s)" in result.stdout

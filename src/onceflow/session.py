@@ -68,11 +68,17 @@ def build_session(spec: JobSpec) -> SparkSession:
     spark.sparkContext.setLogLevel(spec.spark.log_level)
     _apply_hadoop_conf(spark, spec.spark.conf)
     if not launched_by_spark_submit() and not _is_local(spark.sparkContext.master):
-        # executors elsewhere import onceflow (crash injection's tasks): ship it, as
-        # spark-submit --py-files would
-        shipped = package_zip(Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))
-        spark.sparkContext.addPyFile(str(shipped))
+        _ship_package(spark)
     return spark
+
+
+def _ship_package(spark: SparkSession) -> None:
+    """Ship onceflow to the executors, as spark-submit --py-files would (crash injection's
+    tasks import it there); once per context: Spark refuses a second file of the same name."""
+    context = spark.sparkContext
+    if any(Path(p).name.startswith("onceflow-") for p in context._python_includes or []):
+        return
+    context.addPyFile(str(package_zip(Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))))
 
 
 def _apply_hadoop_conf(spark: SparkSession, conf: dict[str, str]) -> None:
