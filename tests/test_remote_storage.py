@@ -119,16 +119,12 @@ def test_unreachable_store_fails_fast_naming_the_checkpoint(
     spark: SparkSession, store: RemoteStore, tmp_path: Path
 ) -> None:
     port = free_port()  # nothing listens there
-    job = load(store, f"source.path={tmp_path}", env=store.unreachable(port))
-    started = time.monotonic()
-    with pytest.raises(StorageError) as caught:
-        start_query(build_session(job), job)
-    elapsed = time.monotonic() - started
+    job, error, elapsed = _start_against(store, port, tmp_path)
 
-    assert caught.value.error_class == "STORAGE_UNREACHABLE"
-    assert caught.value.params["role"] == "checkpoint"
-    assert caught.value.params["path"] == job.checkpoint
-    assert str(port) in str(caught.value)  # the cause names the address it could not reach
+    assert error.error_class == "STORAGE_UNREACHABLE"
+    assert error.params["role"] == "checkpoint"
+    assert error.params["path"] == job.checkpoint
+    assert str(port) in str(error)  # the cause names the address it could not reach
     assert elapsed < 30, f"took {elapsed:.0f}s to give up"
 
 
@@ -137,15 +133,22 @@ def test_silent_store_fails_within_the_profile_timeouts(
 ) -> None:
     """A server that accepts connections and never answers: the client must time out."""
     with _silent_listener() as port:
-        job = load(store, f"source.path={tmp_path}", env=store.unreachable(port))
-        started = time.monotonic()
-        with pytest.raises(StorageError) as caught:
-            start_query(build_session(job), job)
-        elapsed = time.monotonic() - started
+        _, error, elapsed = _start_against(store, port, tmp_path)
 
-    assert caught.value.error_class == "STORAGE_UNREACHABLE"
-    assert "timeout" in str(caught.value).lower()
+    assert error.error_class == "STORAGE_UNREACHABLE"
+    assert "timeout" in str(error).lower()
     assert elapsed < 60, f"took {elapsed:.0f}s to give up"
+
+
+def _start_against(
+    store: RemoteStore, port: int, source: Path
+) -> tuple[JobSpec, StorageError, float]:
+    """Start the job with its profile pointed at ``port``: the job, its error, seconds taken."""
+    job = load(store, f"source.path={source}", env=store.unreachable(port))
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        start_query(build_session(job), job)
+    return job, caught.value, time.monotonic() - started
 
 
 def test_outage_mid_run_fails_cleanly_and_the_restart_loses_nothing(
