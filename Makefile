@@ -9,6 +9,11 @@ JARS   := .jars/spark
 KAFKA_JARS := .jars/kafka
 HDFS_JARS  := .jars/hdfs
 S3_JARS    := .jars/s3proxy
+PG_HOME    := .services/postgres
+# where Debian's postgresql puts the server programs, and the drop-in folder that keeps its
+# install from creating (and, where services start, running) a 'main' cluster on 5432
+PG_LIB             ?= /usr/lib/postgresql
+PG_CREATECLUSTER_D ?= /etc/postgresql-common/createcluster.d
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
 LINT_DIRS := $(wildcard src tests bench jvm)
@@ -19,13 +24,14 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
+        pg-install pg-up pg-down pg-env \
         sample run validate lint test prove test-only bench-storage clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars kafka-jars hdfs-jars s3-jars ## create the venv, install onceflow[dev], fetch the JVM jars
+setup: venv jars kafka-jars hdfs-jars s3-jars pg-install ## create the venv, install onceflow[dev], fetch the JVM jars, install PostgreSQL
 
 venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
 $(VENV)/.installed: pyproject.toml
@@ -35,14 +41,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-jars: $(JARS)/.resolved ## resolve Delta, Kafka connector, hadoop-aws with Maven into .jars/spark
+jars: $(JARS)/.resolved ## resolve Delta, Kafka connector, hadoop-aws, pgjdbc with Maven into .jars/spark
+# resolved into $(JARS).new and swapped in by two renames: a Spark starting meanwhile never
+# finds the folder empty, and a failed resolve leaves the old jars in place
 $(JARS)/.resolved: jvm/spark/pom.xml jvm/prune_shipped.py $(VENV)/.installed
 	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH: apt-get install maven"; exit 1; }
-	rm -rf $(JARS)
+	rm -rf $(JARS).new $(JARS).old
 	mvn -q -B -f jvm/spark/pom.xml dependency:copy-dependencies \
-	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)
-	$(PY) jvm/prune_shipped.py $(JARS)
-	touch $@
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS).new
+	$(PY) jvm/prune_shipped.py $(JARS).new
+	touch $(JARS).new/.resolved
+	if [ -d $(JARS) ]; then mv $(JARS) $(JARS).old; fi; mv $(JARS).new $(JARS); rm -rf $(JARS).old
 
 kafka-jars: $(KAFKA_JARS)/.resolved ## resolve the Kafka broker's jars into .jars/kafka
 $(KAFKA_JARS)/.resolved: jvm/kafka/pom.xml
@@ -91,6 +100,38 @@ s3-down: ## stop the local S3 endpoint (its objects stay in .services/s3/data)
 
 s3-endpoint: ## print the running S3 endpoint (for ONCEFLOW_S3_ENDPOINT)
 	@$(PY) -c 'import json; print(json.load(open(".services/s3/state.json"))["endpoint"])'
+
+# Installs only when missing: on a machine that has it, `apt-get install postgresql` would
+# upgrade it. sudo drops a `VAR=x sudo cmd` prefix, hence `sudo env VAR=x`.
+pg-install: ## install PostgreSQL from Debian's packages when missing (no 'main' cluster on 5432)
+	@if [ -n "$$ONCEFLOW_PG_BIN" ] && [ -x "$$ONCEFLOW_PG_BIN/postgres" ]; then \
+	  echo "PostgreSQL present: $$ONCEFLOW_PG_BIN/postgres (\$$ONCEFLOW_PG_BIN)"; exit 0; \
+	fi; \
+	if ls $(PG_LIB)/*/bin/postgres >/dev/null 2>&1; then \
+	  echo "PostgreSQL present: $$(ls -d $(PG_LIB)/*/bin/postgres | sort -V | tail -1)"; exit 0; \
+	fi; \
+	command -v apt-get >/dev/null || { echo "error: no PostgreSQL server under $(PG_LIB) and no apt-get:" \
+	  "install a PostgreSQL server and set ONCEFLOW_PG_BIN to its bin folder" >&2; exit 1; }; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	echo "installing PostgreSQL (apt-get install postgresql) ..."; \
+	{ $$SUDO mkdir -p $(PG_CREATECLUSTER_D) && \
+	  echo 'create_main_cluster = false' | $$SUDO tee $(PG_CREATECLUSTER_D)/onceflow.conf >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; \
+	} || { echo "error: apt-get could not install postgresql (output above); fix apt, or install a" \
+	  "PostgreSQL server by hand and set ONCEFLOW_PG_BIN to its bin folder" >&2; exit 1; }; \
+	ls $(PG_LIB)/*/bin/postgres >/dev/null 2>&1 || { echo "error: apt-get succeeded but there is" \
+	  "no $(PG_LIB)/*/bin/postgres" >&2; exit 1; }; \
+	echo "PostgreSQL installed: $$(ls -d $(PG_LIB)/*/bin/postgres | sort -V | tail -1)"
+
+pg-up: venv pg-install ## start a local PostgreSQL on a free port (role and db 'onceflow', password from $ONCEFLOW_PG_PASSWORD)
+	$(PY) -m onceflow.services postgres up --home $(PG_HOME)
+
+pg-down: ## stop the local PostgreSQL (fast shutdown; its data stays in .services/postgres/data)
+	$(PY) -m onceflow.services postgres down --home $(PG_HOME)
+
+pg-env: ## export lines for ONCEFLOW_PG_HOST/PORT/DATABASE/USER: eval "$(make -s pg-env)"
+	@$(PY) -m onceflow.services postgres env --home $(PG_HOME)
 
 cluster-up: venv jars ## start a Spark standalone cluster (master + 2 workers) on loopback
 	$(PY) -m onceflow.services cluster up --home .services/cluster

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.config import LoadedJob, load_job
-from onceflow.services import KafkaUser, LocalKafka
+from onceflow.services import KafkaUser, LocalKafka, LocalPostgres
 from onceflow.services.hdfs import LocalHdfs
 from onceflow.services.s3 import LocalS3
 from onceflow.services.spark_cluster import LocalSparkCluster
@@ -134,3 +136,30 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
     for name in variables:
         os.environ.pop(name, None)
     server.stop()
+
+
+#: The test PostgreSQL role's password: a canary like the Kafka password.
+PG_PASSWORD = "pg-pw-CANARY-3b8e6a"  # noqa: S105 - a test canary, not a secret
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL (role and database ``onceflow``) for the whole run, on a free port.
+
+    Sets the variables a job reads for its connection (``ONCEFLOW_PG_HOST``, ``_PORT``,
+    ``_DATABASE``, ``_USER``, ``_PASSWORD``) for this process and the job processes it starts.
+    Its home is not under tmp_path_factory: pytest makes /tmp/pytest-of-<user> 0700, and as
+    root the server runs as OS user ``postgres``, which must traverse to its data folder.
+    """
+    home = Path(tempfile.mkdtemp(prefix="onceflow-pg-"))
+    home.chmod(0o711)
+    server = LocalPostgres(home, password=PG_PASSWORD)
+    try:
+        server.start()
+        os.environ.update(server.profile_env())
+        yield server
+    finally:
+        for name in server.profile_env():
+            os.environ.pop(name, None)
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)

@@ -85,9 +85,16 @@ def running_pid(state_file: Path) -> int | None:
     return pid
 
 
-def stop_pid(pid: int, timeout: float = 20.0) -> None:
-    """SIGTERM ``pid``'s process group, then SIGKILL it if it outlives ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+def stop_pid(
+    pid: int, timeout: float = 20.0, first_signal: signal.Signals = signal.SIGTERM
+) -> None:
+    """Send ``first_signal`` (SIGTERM) to ``pid``'s process group, then SIGKILL it if it
+    outlives ``timeout``.
+
+    A service whose polite stop is another signal says so (PostgreSQL: SIGINT, fast
+    shutdown; its SIGTERM waits for every client to disconnect).
+    """
+    for sig, wait in ((first_signal, timeout), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -107,7 +114,10 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
 
 
 class ManagedProcess:
-    """One service process, in its own process group, writing to ``log``."""
+    """One service process, in its own process group, writing to ``log``.
+
+    ``stop_signal`` is what ``stop()`` sends first (SIGKILL follows if it is ignored).
+    """
 
     def __init__(
         self,
@@ -116,12 +126,14 @@ class ManagedProcess:
         log: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.command = list(command)
         self.log = log
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
+        self.stop_signal = stop_signal
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -166,7 +178,7 @@ class ManagedProcess:
         """Stop the process and its group; waits for it to exit."""
         if self.process is None:
             return
-        stop_pid(self.process.pid)
+        stop_pid(self.process.pid, first_signal=self.stop_signal)
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
