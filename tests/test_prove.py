@@ -11,6 +11,7 @@ import pytest
 
 from onceflow.cli import EXIT_FAILED, EXIT_OK, main
 from onceflow.prove.report import FIELDS
+from onceflow.services import LocalPostgres
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -21,13 +22,13 @@ JOB = str(ROOT / "jobs" / "payments_exactly_once_transactional.yaml")
 SMALL = ["--records", "60", "--batches", "2", "--crash-batch", "0", "--parallel", "2"]
 
 
-def prove(tmp_path: Path, *args: str) -> tuple[int, list[dict[str, object]], str]:
+def prove(tmp_path: Path, *args: str, job: str = JOB) -> tuple[int, list[dict[str, object]], str]:
     report = tmp_path / "report.json"
     markdown = tmp_path / "report.md"
     code = main(
         [
             "prove",
-            JOB,
+            job,
             "--env",
             "test",
             *SMALL,
@@ -91,3 +92,19 @@ def test_the_harness_catches_an_unguarded_exactly_once_writer(
     assert row["guarantee"] == "exactly-once"
     assert row["promise_held"] is False
     assert row["duplicated"] == 30  # batch 0 written twice
+
+
+@pytest.mark.postgres
+def test_prove_a_postgres_job(tmp_path: Path, postgres: LocalPostgres) -> None:
+    """Killed while staging and after both tables committed: still every payment once."""
+    job = str(ROOT / "jobs" / "payments_postgres.yaml")
+    code, rows, _ = prove(tmp_path, "--crash-points", "mid_write,after_write", job=job)
+    assert code == EXIT_OK, rows
+    for row in rows:
+        assert (row["kills"], row["lost"], row["duplicated"], row["balance_drift"]) == (
+            1,
+            0,
+            0,
+            0.0,
+        ), row
+        assert row["delivered"] == 60

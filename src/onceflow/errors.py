@@ -43,6 +43,8 @@ MESSAGES: dict[str, str] = {
     "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
     "CONFIG_UNSUPPORTED": "{file}: {problem}",
     "CONFIG_GUARANTEE_REFUSED": "{file}:{line}: '{key}': {why}",
+    "CONFIG_SECRET_LITERAL": "{file}:{line}: '{key}' is a credential written into the file; "
+    "give it as ${{env:VAR}} so it lives only in the environment (the value is not shown)",
     # sources and sinks
     "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
     "SOURCE_AUTH_FAILED": "job '{job}': {source} refused the job's credentials: {cause}. "
@@ -52,6 +54,12 @@ MESSAGES: dict[str, str] = {
     "failOnDataLoss: false the job skips them and reports how many",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
+    "SINK_UNREACHABLE": "job '{job}': sink '{sink}' cannot reach {address}: {cause}. Check "
+    "that the database is up and that the connection's host and port are right",
+    "SINK_AUTH_FAILED": "job '{job}': sink '{sink}': {address} refused user '{user}': {cause}. "
+    "Check the user and the password variable connections.{connection}.password names",
+    "SINK_TYPE_UNSUPPORTED": "job '{job}': sink '{sink}': column '{column}' has Spark type "
+    "{spark_type}, which has no PostgreSQL mapping; cast it in the sink's query",
     # storage: checkpoints and tables on local disk, HDFS, S3A
     "STORAGE_UNREACHABLE": "job '{job}': cannot reach the {role} at {path}: {cause}. Check "
     "that the storage is up and the profile's endpoint is right; nothing was read or written",

@@ -22,6 +22,7 @@ from onceflow.config import (
     JobSpec,
     KafkaSourceSpec,
     LoadedJob,
+    PostgresSinkSpec,
     TransformSpec,
     TriggerSpec,
 )
@@ -119,6 +120,8 @@ def start_query(
     restored when the query ends, however it ends.
     """
     check_storage(spark, spec.name, storage_locations(spec))
+    for sink in spec.sinks:
+        build_sink(spec, sink).check()
     locks = [CheckpointLock(spark, spec.checkpoint, spec.name)]
     locks += [table_lock(spark, path, spec.name) for path in single_writer_tables(spark, spec)]
     held: list[CheckpointLock] = []
@@ -142,8 +145,11 @@ def start_query(
 
 
 def storage_locations(spec: JobSpec) -> dict[str, str]:
-    """Role -> path of everything the job writes: its checkpoint and its sinks."""
-    return {"checkpoint": spec.checkpoint} | {f"sink '{s.name}'": s.path for s in spec.sinks}
+    """Role -> path of everything the job writes on a file system: its checkpoint and its
+    file sinks (a database sink is checked by logging in, ``BatchSink.check``)."""
+    return {"checkpoint": spec.checkpoint} | {
+        f"sink '{s.name}'": s.path for s in spec.sinks if not isinstance(s, PostgresSinkSpec)
+    }
 
 
 def _release_when_done(
@@ -270,6 +276,5 @@ def sink_row_counts(spec: JobSpec) -> list[tuple[str, str, int]]:
     """``(name, path, rows)`` for each sink, read back from storage after a run."""
     spark = build_session(spec)
     return [
-        (sink.name, sink.path, spark.read.format(sink.kind).load(sink.path).count())
-        for sink in spec.sinks
+        (sink.name, sink.path, build_sink(spec, sink).read(spark).count()) for sink in spec.sinks
     ]

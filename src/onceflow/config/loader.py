@@ -26,7 +26,7 @@ from onceflow.config.documents import Document, KeyPath, load_document
 from onceflow.config.interpolation import interpolate_env
 from onceflow.config.layering import apply_override, merge_documents
 from onceflow.config.models import JobSpec
-from onceflow.config.rules import check_guarantee_rules
+from onceflow.config.rules import check_guarantee_rules, check_secrets
 from onceflow.config.validation import to_config_errors
 from onceflow.errors import ConfigError
 
@@ -116,6 +116,7 @@ def load_job(
     for override in overrides:
         apply_override(merged, override)
     sensitive = interpolate_env(merged, os.environ if environ is None else environ)
+    _raise_all(check_secrets(merged, sensitive))
     _resolve_paths(merged.data, project_dir)
 
     try:

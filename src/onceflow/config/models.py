@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "MODE_OF_STRATEGY",
@@ -28,6 +28,8 @@ __all__ = [
     "MergeSpec",
     "NotMatchedClause",
     "ParquetSinkSpec",
+    "PostgresConnection",
+    "PostgresSinkSpec",
     "SinkSpec",
     "SourceSpec",
     "SparkSettings",
@@ -180,20 +182,29 @@ class Strategy(StrEnum):
 
 
 class WriteMode(StrEnum):
-    """What a sink does with a batch: append it, MERGE it on keys, or replace its batch."""
+    """What a sink does with a batch: append it, MERGE it on keys, replace its batch, or
+    (a database) upsert it on keys with ``INSERT ... ON CONFLICT``."""
 
     APPEND = "append"
     MERGE = "merge"
     REPLACE_BATCH = "replace-batch"
+    UPSERT = "upsert"
 
 
-#: The exactly-once strategy each write mode is guarded by.
+#: The exactly-once strategy each write mode is guarded by. An upsert commits with the
+#: batch's ledger row in one database transaction: it is transactional.
 STRATEGY_OF_MODE: dict[WriteMode, Strategy] = {
     WriteMode.APPEND: Strategy.TRANSACTIONAL,
     WriteMode.MERGE: Strategy.MERGE,
     WriteMode.REPLACE_BATCH: Strategy.REPLACE_BATCH,
+    WriteMode.UPSERT: Strategy.TRANSACTIONAL,
 }
-MODE_OF_STRATEGY: dict[Strategy, WriteMode] = {s: m for m, s in STRATEGY_OF_MODE.items()}
+#: The write mode a job-wide ``strategy`` gives a sink that names none.
+MODE_OF_STRATEGY: dict[Strategy, WriteMode] = {
+    Strategy.TRANSACTIONAL: WriteMode.APPEND,
+    Strategy.MERGE: WriteMode.MERGE,
+    Strategy.REPLACE_BATCH: WriteMode.REPLACE_BATCH,
+}
 
 
 class MatchedClause(_Model):
@@ -267,7 +278,79 @@ class ParquetSinkSpec(_SinkBase):
     kind: Literal["parquet"]
 
 
-SinkSpec = Annotated[DeltaSinkSpec | ParquetSinkSpec, Field(discriminator="kind")]
+_SQL_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+
+
+class PostgresConnection(_Model):
+    """Where a PostgreSQL sink connects; named in the job's (or a profile's) ``connections``.
+
+    ``password`` is accepted only from ``${env:VAR}`` (a literal is refused when the job is
+    loaded) and is a ``SecretStr``, so no repr, log line or error can show it. ``options``
+    are further libpq parameters (``sslmode``, ``application_name``, ...).
+    """
+
+    kind: Literal["postgres"] = "postgres"
+    host: str = Field(min_length=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    password: SecretStr | None = None
+    connect_timeout: int = Field(default=10, ge=1, le=600)
+    options: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("options", mode="before")(_as_str_map)
+
+    @field_validator("options")
+    @classmethod
+    def _no_credentials_in_options(cls, options: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(
+            set(options) & {"host", "port", "dbname", "user", "password", "connect_timeout"}
+        )
+        if reserved:
+            raise ValueError(f"set {', '.join(reserved)} with their own keys, not in options")
+        return options
+
+    @property
+    def address(self) -> str:
+        """``host:port/database``, for messages (never the user's password)."""
+        return f"{self.host}:{self.port}/{self.database}"
+
+
+class PostgresSinkSpec(_Model):
+    """A PostgreSQL table written from ``foreachBatch``: ``append`` (INSERT) or ``upsert``
+    (``INSERT ... ON CONFLICT (keys) DO UPDATE``), staged in parallel by the executors and
+    moved into ``table`` together with a ledger row ``(app id, table, batch id)`` in one
+    transaction on the driver.
+
+    ``keys`` are the conflict target of an upsert, and the primary key of a table onceflow
+    creates; an upsert keeps one row per key of each batch, the greatest ``order_by``.
+    ``update`` gives the ``SET`` expressions of an upsert in PostgreSQL SQL (``t``
+    is the target row, ``excluded`` the incoming one); by default every non-key column takes
+    the incoming value. ``schema`` (Spark DDL) creates the table when it does not exist;
+    without it the batch's own schema does.
+    """
+
+    kind: Literal["postgres"]
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    connection: str = Field(min_length=1)
+    table: str = Field(pattern=rf"^({_SQL_NAME}\.)?{_SQL_NAME}$")
+    mode: WriteMode | None = None
+    query: str | None = None
+    keys: tuple[str, ...] = ()
+    order_by: str | None = None
+    update: dict[str, str] = Field(default_factory=dict)
+    schema_ddl: str | None = Field(default=None, alias="schema")
+    ledger_table: str = Field(default="onceflow_batches", pattern=rf"^({_SQL_NAME}\.)?{_SQL_NAME}$")
+
+    @property
+    def path(self) -> str:
+        """Where the sink writes, for messages: ``postgres:<connection>/<table>``."""
+        return f"postgres:{self.connection}/{self.table}"
+
+
+SinkSpec = Annotated[
+    DeltaSinkSpec | ParquetSinkSpec | PostgresSinkSpec, Field(discriminator="kind")
+]
 
 
 class FaultSpec(_Model):
@@ -321,6 +404,7 @@ class JobSpec(_Model):
     source: SourceSpec
     transform: TransformSpec = TransformSpec()
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
+    connections: dict[str, PostgresConnection] = Field(default_factory=dict)
     checkpoint: str
     guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
     strategy: Strategy | None = None
@@ -348,6 +432,8 @@ class JobSpec(_Model):
         """The sink's own ``mode``, else the one the job's ``strategy`` implies, else append."""
         if sink.mode is not None:
             return sink.mode
+        if isinstance(sink, PostgresSinkSpec):
+            return WriteMode.APPEND  # its only exactly-once strategy is transactional anyway
         if self.strategy is not None:
             return MODE_OF_STRATEGY[self.strategy]
         return (

@@ -19,10 +19,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from onceflow.config import JobSpec, ParquetSinkSpec
+from onceflow.config import JobSpec, ParquetSinkSpec, PostgresSinkSpec
 from onceflow.contracts import COMMIT_MARKER_PREFIX
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import AppIdentity
+from onceflow.sinks import PostgresSink
 from onceflow.storage import CheckpointFiles
 
 __all__ = ["check_foreign_sinks", "delta_app_ids"]
@@ -78,6 +79,10 @@ def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentit
             files = CheckpointFiles(spark, sink.path).names()
             has_data = any(not name.startswith(("_", ".")) for name in files)
             others = {"(unmarked Parquet data)"} if has_data else set()
+        elif isinstance(sink, PostgresSinkSpec):
+            connection = spec.connections[sink.connection]
+            table = PostgresSink(spec.name, sink, spec.mode_of(sink), connection)
+            others = table.writers() - {identity.app_id}
         else:
             others = delta_app_ids(spark, sink.path) - {identity.app_id}
         if not others:

@@ -15,6 +15,7 @@ against the filled sinks: it must refuse).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -31,6 +32,7 @@ from onceflow.config import (
     Guarantee,
     JobSpec,
     KafkaSourceSpec,
+    PostgresSinkSpec,
     is_uri,
     join_path,
     load_job,
@@ -41,6 +43,7 @@ from onceflow.prove.produce import produce_payments
 from onceflow.prove.promises import PROMISES, promise_held
 from onceflow.prove.verify import Delivery, measure_delivery
 from onceflow.prove.workload import write_payment_files
+from onceflow.sinks import PostgresSink
 
 __all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveSettings", "prove"]
 
@@ -216,6 +219,20 @@ class _Scenario:
             f"{spec.source.kind}",
         )
 
+    def _own_tables(self, spec: JobSpec) -> list[str]:
+        """Database sinks get tables of their own per scenario (``<table>_<tag>``), dropped
+        first: scenarios run side by side against one server, and a rerun starts clean."""
+        tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        overrides = []
+        for index, sink in enumerate(spec.sinks):
+            if isinstance(sink, PostgresSinkSpec):
+                table = f"{sink.table[:50]}_p{tag}"
+                mine = sink.model_copy(update={"table": table})
+                connection = spec.connections[sink.connection]
+                PostgresSink(spec.name, mine, spec.mode_of(sink), connection).drop()
+                overrides.append(f"sinks[{index}].table={table}")
+        return overrides
+
     # -- processes ----------------------------------------------------------------------
     def _command(self, extra: Sequence[str] = ()) -> list[str]:
         s = self.settings
@@ -278,7 +295,7 @@ class _Scenario:
     def run(self) -> ProveRow:
         self.root.mkdir(parents=True, exist_ok=True)
         spec = _load(self.settings, self.overrides)
-        self.overrides += self._feed(spec)
+        self.overrides += self._feed(spec) + self._own_tables(spec)
         spec = _load(self.settings, self.overrides)
         kills, refused = 0, True
         if self.point in {p.value for p in CrashPoint}:

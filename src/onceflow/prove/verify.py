@@ -1,6 +1,7 @@
 """Count what reached a job's sinks, reading them as any reader would.
 
-Independent of the job's code path: plain ``spark.read`` of each sink's files, compared
+Independent of the job's code path: plain ``spark.read`` of each sink's files (or of its
+table, through Spark's JDBC reader), compared
 with the workload generated in Python. Record sinks (with an ``id`` column) give lost and
 duplicated records; aggregate sinks (``account``, ``balance``, optionally ``payments``)
 give the drift of every balance against the exact sums.
@@ -16,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
 from onceflow.prove.workload import payments
+from onceflow.sinks import build_sink
 
 __all__ = ["Delivery", "expected_balances", "measure_delivery"]
 
@@ -54,7 +56,7 @@ def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) 
     drift: Decimal | None = None
     record_sinks = 0
     for sink in spec.sinks:
-        frame = spark.read.format(sink.kind).load(sink.path)
+        frame = build_sink(spec, sink).read(spark)
         if "id" in frame.columns:
             ids = [row[0] for row in frame.select("id").collect()]
             present = set(ids) & wanted

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import DeltaSinkSpec, ParquetSinkSpec, WriteMode
+from onceflow.config import DeltaSinkSpec, ParquetSinkSpec, PostgresSinkSpec, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError, first_line
 from onceflow.sinks.shaping import shaped_batch
@@ -34,10 +34,13 @@ class BatchSink:
 
     ``write`` runs the sink's ``query`` over the batch, then ``_write``; a failure comes
     out as SINK_WRITE_FAILED naming job, sink and batch, except Delta's conflict
-    exceptions, which pass through unwrapped so the policy's retry can recognise them.
+    exceptions, which pass through unwrapped so the policy's retry can recognise them, and
+    the sink's own SinkErrors, which say more already.
     """
 
-    def __init__(self, job: str, spec: DeltaSinkSpec | ParquetSinkSpec, mode: WriteMode) -> None:
+    def __init__(
+        self, job: str, spec: DeltaSinkSpec | ParquetSinkSpec | PostgresSinkSpec, mode: WriteMode
+    ) -> None:
         self._job = job
         self._spec = spec
         self._mode = mode
@@ -60,7 +63,7 @@ class BatchSink:
             with shaped_batch(batch, self._spec.query, self.name) as frame:
                 self._write(frame, context)
         except Exception as exc:
-            if is_delta_conflict(exc):
+            if is_delta_conflict(exc) or isinstance(exc, SinkError):
                 raise
             raise SinkError(
                 "SINK_WRITE_FAILED",
@@ -69,6 +72,14 @@ class BatchSink:
                 batch_id=context.batch_id,
                 cause=first_line(exc),
             ) from exc
+
+    def check(self) -> None:
+        """Called once before the query starts; raises when the sink cannot be written.
+        File sinks are checked with the checkpoint's storage (``storage.check_storage``)."""
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        """What the sink holds, read as any reader would (verification, row counts)."""
+        return spark.read.format(self._spec.kind).load(self.path)
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
         raise NotImplementedError
