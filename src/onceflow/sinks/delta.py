@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
 from onceflow.contracts import BatchContext
-from onceflow.sinks.base import BatchSink
+from onceflow.sinks.base import BatchSink, is_delta_conflict
 from onceflow.sinks.shaping import latest_per_key
 
 __all__ = ["DML_TXN_APP_ID", "DML_TXN_VERSION", "DeltaSink", "dml_transaction"]
@@ -129,6 +129,16 @@ class DeltaSink(BatchSink):
             builder.execute()
 
     def _create_if_missing(self, spark: SparkSession, source: DataFrame) -> None:
+        """Commit version 0 (the schema, no rows) unless the table has a committed version.
+
+        Not ``DeltaTable.createIfNotExists``: for a path it creates nothing when the folder
+        merely is non-empty, so a creator killed before its first commit (leaving
+        ``_delta_log/_staged_commits/`` or a ``.00000000000000000000.json.<uuid>.tmp``) made
+        every restart fail with DELTA_TABLE_NOT_FOUND. A write in ``ignore`` mode asks
+        what ``isDeltaTable`` asks, whether a version exists, and Delta skips such
+        leftovers, so nothing has to be deleted. A creator that loses a race to another
+        gets a conflict; its second attempt finds the winner's version 0 and does nothing.
+        """
         if DeltaTable.isDeltaTable(spark, self.path):
             return
         schema = (
@@ -136,10 +146,15 @@ class DeltaSink(BatchSink):
             if self._spec.schema_ddl
             else source.schema
         )
-        creator = DeltaTable.createIfNotExists(spark).location(self.path).addColumns(schema)
+        writer = spark.createDataFrame([], schema).write.format("delta").mode("ignore")
         if self._spec.partition_by:
-            creator = creator.partitionedBy(*self._spec.partition_by)
-        creator.execute()
+            writer = writer.partitionBy(*self._spec.partition_by)
+        try:
+            writer.save(self.path)
+        except Exception as exc:
+            if not is_delta_conflict(exc):
+                raise
+            writer.save(self.path)  # another creator won: now a no-op
 
 
 def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBuilder:
