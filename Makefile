@@ -25,7 +25,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint test prove test-only bench-storage clean clean-state
+        sample run validate lint test prove test-only bench-storage bench-postgres clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -185,6 +185,9 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 
 bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench/results/)
 	$(PY) bench/storage_batch_time.py --records 60000 --batches 8 --rounds 2
+
+bench-postgres: setup ## a 1M-row backfill into PostgreSQL: staged sink vs naive driver insert (bench/results/)
+	$(PY) bench/postgres_backfill.py --rows 1000000 --rounds 2
 
 clean-state: ## remove sample data, tables, checkpoints, local service data
 	rm -rf data state spark-warehouse .services

@@ -55,6 +55,11 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, bool]] = {
 } | {("exactly-once", point): (0, 0, True) for point in POINTS}
 
 
+def under(guarantee: str) -> list[str]:
+    """Overrides that run the job under ``guarantee`` (its strategy is exactly-once's)."""
+    return [f"guarantee={guarantee}", *([] if guarantee == "exactly-once" else ["strategy=null"])]
+
+
 @pytest.fixture
 def database(postgres: LocalPostgres) -> str:
     """A fresh database owned by the test role."""
@@ -119,16 +124,16 @@ def test_crash_and_restart(
     guarantee: str,
     point: str,
 ) -> None:
-    chosen = f"guarantee={guarantee}"
+    chosen = under(guarantee)
     crashing = pg_job(
-        chosen,
+        *chosen,
         f"faults.crash_point={point}",
         f"faults.batch_id={CRASH_BATCH}",
         "faults.action=raise",
     )
     with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
         run_to_end(spark, crashing)
-    spec = pg_job(chosen)
+    spec = pg_job(*chosen)
     run_to_end(spark, spec)
 
     delivery = measure_delivery(spark, spec, RECORDS, seed=7)
@@ -141,6 +146,35 @@ def test_crash_and_restart(
     # one row per batch and table; at-most-once skipped batch 0 of the balances
     skipped = guarantee == "at-most-once" and point == "mid_write"
     assert len(ledger) == (3 if skipped else 4), ledger
+
+
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_a_crash_while_staging_moves_nothing_and_the_replay_cleans_up(
+    spark: SparkSession,
+    pg_job: Callable[..., JobSpec],
+    postgres: LocalPostgres,
+    database: str,
+    guarantee: str,
+) -> None:
+    # one sink, so mid_write is a task that dies inside its COPY while the other commits
+    events_only = "sinks=[{name: events, kind: postgres, connection: warehouse, table: payments}]"
+    crashing = pg_job(
+        events_only,
+        *under(guarantee),
+        "faults.crash_point=mid_write",
+        "faults.batch_id=0",
+        "faults.action=raise",
+    )
+    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
+        run_to_end(spark, crashing)
+    assert len(stage_tables(postgres, database)) == 1
+    assert rows_of(postgres, database, "SELECT count(*) FROM payments") == [(0,)]
+
+    spec = pg_job(events_only, *under(guarantee))
+    run_to_end(spark, spec)
+    delivery = measure_delivery(spark, spec, RECORDS, seed=7)
+    assert (delivery.lost, delivery.duplicated) == (0, 0), delivery
+    assert stage_tables(postgres, database) == []
 
 
 def test_a_constraint_violation_fails_the_batch_and_a_fix_lets_it_through(

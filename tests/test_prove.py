@@ -12,7 +12,7 @@ import pytest
 from onceflow.cli import EXIT_FAILED, EXIT_OK, main
 from onceflow.prove.report import FIELDS
 from onceflow.services import LocalPostgres
-from tests.conftest import ROOT
+from tests.conftest import PG_PASSWORD, ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -96,10 +96,24 @@ def test_the_harness_catches_an_unguarded_exactly_once_writer(
 
 @pytest.mark.postgres
 def test_prove_a_postgres_job(tmp_path: Path, postgres: LocalPostgres) -> None:
-    """Killed while staging and after both tables committed: still every payment once."""
+    """Killed while staging and after both tables committed: still every payment once.
+    The role's password (a canary) is in no job process's output nor Spark's event log."""
     job = str(ROOT / "jobs" / "payments_postgres.yaml")
-    code, rows, _ = prove(tmp_path, "--crash-points", "mid_write,after_write", job=job)
+    events = tmp_path / "events"
+    events.mkdir()
+    code, rows, _ = prove(
+        tmp_path,
+        "--crash-points", "mid_write,after_write",
+        "--set", 'spark.conf["spark.eventLog.enabled"]=true',
+        "--set", f'spark.conf["spark.eventLog.dir"]={events}',
+        "--set", 'spark.conf["spark.eventLog.compress"]=false',  # so it can be searched
+        job=job,
+    )  # fmt: skip
     assert code == EXIT_OK, rows
+    event_logs = [path for path in events.rglob("*") if path.is_file()]
+    logs = [*(tmp_path / "work").rglob("run-*.log"), *event_logs]
+    assert len(logs) >= 6, logs  # two runs per scenario, and their event logs
+    assert not [log for log in logs if PG_PASSWORD.encode() in log.read_bytes()]
     for row in rows:
         assert (row["kills"], row["lost"], row["duplicated"], row["balance_drift"]) == (
             1,

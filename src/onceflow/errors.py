@@ -71,8 +71,9 @@ MESSAGES: dict[str, str] = {
     # guarantees
     "GUARANTEE_FOREIGN_SINK": "job '{job}': sink '{sink}' at {path} already holds writes from "
     "app id(s) {other_ids}, but this checkpoint's app id is {app_id}. A new checkpoint "
-    "against an existing sink would restart batch ids at 0 and Delta would silently skip "
-    "them. Point the job at its old checkpoint, or set {opt_in} to write anyway.",
+    "against an existing sink would restart batch ids at 0, and the sink's guard (Delta's "
+    "transaction ids, a database ledger) would silently skip them. Point the job at its "
+    "old checkpoint, or set {opt_in} to write anyway.",
     "GUARANTEE_CHECKPOINT_LOCKED": "job '{job}': checkpoint {checkpoint} is in use by "
     "{holder} (last heartbeat {age}s ago). One checkpoint runs one query at a time: stop "
     "the other instance, or wait for its lock to go stale if it died on another host",

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import psycopg
@@ -143,9 +144,20 @@ class PostgresSink(BatchSink):
             stage_columns = [*columns, PgColumn(db.PART_COLUMN, "integer", F.lit(None))]
             db.create_table(conn, db.beside(spec.table, stage), stage_columns, (), unlogged=True)
             conn.commit()
+        started = time.perf_counter()
         staged = self._stage(frame, columns, stage, context)
+        moving = time.perf_counter()
         with self._connect() as conn, conn.transaction():
             self._move(conn, columns, stage, staged, context)
+        _log.info(
+            "job '%s' sink '%s': batch %d: %d row(s) staged in %.0f ms, moved in %.0f ms",
+            self._job,
+            self.name,
+            context.batch_id,
+            staged,
+            (moving - started) * 1000,
+            (time.perf_counter() - moving) * 1000,
+        )
 
     def _columns(self, frame: DataFrame) -> list[PgColumn]:
         try:
