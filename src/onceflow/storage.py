@@ -44,6 +44,9 @@ _UNREACHABLE = re.compile(
     r"|no live datanodes"
     r"|All datanodes .* are bad|Unable to close file because the last block"
     r"|SafeModeException"
+    # Hadoop IPC, when the server dies during a call rather than before it
+    r"|failed on (?:socket|connection) exception|java\.net\.SocketException"
+    r"|End of File Exception between local host"
 )
 _DENIED = re.compile(
     r"java\.nio\.file\.AccessDeniedException|AccessControlException|403 Forbidden"
@@ -187,7 +190,7 @@ def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
     """
     if _MULTI_WRITER_LOG_STORE.search(" ".join(_log_store_settings(spark))):
         return []
-    return [s.path for s in spec.sinks if s.kind == "delta" and _on_s3a(s.path)]
+    return [s.path for s in spec.outputs if s.kind == "delta" and _on_s3a(s.path)]
 
 
 def _log_store_settings(spark: SparkSession) -> list[str]:
