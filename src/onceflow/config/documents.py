@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from onceflow.errors import ConfigError
+from onceflow.errors import ConfigError, first_line
 
 __all__ = ["Document", "KeyPath", "Origin", "format_key_path", "load_document"]
 
@@ -69,8 +69,14 @@ def load_document(path: Path) -> Document:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("CONFIG_FILE_NOT_FOUND", file=name, hint="") from None
-    loader = yaml.SafeLoader(text)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "CONFIG_YAML_SYNTAX", file=name, line=line, problem=f"not UTF-8 text: {exc.reason}"
+        ) from None
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses non-printable characters already
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -78,8 +84,15 @@ def load_document(path: Path) -> Document:
         raise ConfigError(
             "CONFIG_YAML_SYNTAX", file=name, line=line, problem=exc.problem or str(exc)
         ) from None
+    except yaml.YAMLError as exc:  # a ReaderError: a character YAML does not allow
+        position = getattr(exc, "position", 0)
+        line = text[:position].count("\n") + 1
+        raise ConfigError(
+            "CONFIG_YAML_SYNTAX", file=name, line=line, problem=first_line(exc)
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None:
         return Document({}, {(): Origin(name, 1)}, name)
     origins: dict[KeyPath, Origin] = {}
