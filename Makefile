@@ -25,7 +25,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint test prove test-only bench-storage bench-postgres clean clean-state
+        sample run validate lint test prove test-only bench-storage bench-postgres bench-quality clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -188,6 +188,9 @@ bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench
 
 bench-postgres: setup ## a 1M-row backfill into PostgreSQL: staged sink vs naive driver insert (bench/results/)
 	$(PY) bench/postgres_backfill.py --rows 1000000 --rounds 2
+
+bench-quality: setup ## rows/s without and with parsing and rules, same run (bench/results/)
+	$(PY) bench/quality_throughput.py --records 500000 --files 10 --rounds 2
 
 clean-state: ## remove sample data, tables, checkpoints, local service data
 	rm -rf data state spark-warehouse .services

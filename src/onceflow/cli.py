@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     _job_arguments(run)
     run.set_defaults(handler=_run)
 
+    replay = commands.add_parser(
+        "replay-quarantine",
+        help="re-feed the job's quarantined records that now pass into its sinks, exactly once",
+    )
+    _job_arguments(replay)
+    replay.set_defaults(handler=_replay_quarantine)
+
     sample = commands.add_parser("sample", help="write the sample payments input")
     sample.add_argument("--out", type=Path, default=Path("data/sample/payments"))
     sample.add_argument("--records", type=int, default=10_000)
@@ -168,6 +175,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"warning: {result.skipped_offsets} Kafka offset(s) skipped: gone before read")
     for name, path, rows in sink_row_counts(loaded.spec):
         print(f"sink '{name}': {rows} row(s) at {path}")
+    return EXIT_OK
+
+
+def _replay_quarantine(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from onceflow.replay import replay_quarantine  # imports pyspark: only when replaying
+    from onceflow.session import build_session
+
+    result = replay_quarantine(build_session(loaded.spec), loaded.spec)
+    print(
+        f"job '{loaded.spec.name}': replayed {result.replayed} quarantined record(s) into its "
+        f"sinks; {result.still_failing} still fail and stay in quarantine "
+        f"(quarantine version {result.version})"
+    )
     return EXIT_OK
 
 

@@ -6,16 +6,24 @@ wraps the sinks into the single ``BatchWriter`` that ``foreachBatch`` calls.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from onceflow.config.models import WriteMode
 
-__all__ = ["COMMIT_MARKER_PREFIX", "BatchContext", "BatchWriter", "Sink"]
+__all__ = [
+    "COMMIT_MARKER_PREFIX",
+    "BatchContext",
+    "BatchWriter",
+    "Sink",
+    "pop_batch_notes",
+    "record_batch_note",
+]
 
 BatchWriter = Callable[["DataFrame", int], None]
 """What ``writeStream.foreachBatch`` calls: ``writer(batch_df, batch_id)``."""
@@ -62,3 +70,21 @@ class Sink(Protocol):
     def mode(self) -> WriteMode: ...
 
     def write(self, batch: DataFrame, context: BatchContext) -> None: ...
+
+
+# What a batch's writer learned (quality counts, ...) for the progress listener to report.
+# Both run in the driver's Python; the listener hears of a batch after its writer returned.
+_NOTES: dict[tuple[str, int], dict[str, Any]] = {}
+_NOTES_LOCK = threading.Lock()
+
+
+def record_batch_note(job: str, batch_id: int, key: str, value: Any) -> None:
+    """Leave ``key: value`` for the progress line of ``job``'s batch ``batch_id``."""
+    with _NOTES_LOCK:
+        _NOTES.setdefault((job, batch_id), {})[key] = value
+
+
+def pop_batch_notes(job: str, batch_id: int) -> dict[str, Any]:
+    """The notes left for that batch (empty if none), removed once read."""
+    with _NOTES_LOCK:
+        return _NOTES.pop((job, batch_id), {})

@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "GuaranteeError",
     "OnceflowError",
+    "QualityError",
     "ServiceError",
     "SinkError",
     "SourceError",
@@ -54,12 +55,24 @@ MESSAGES: dict[str, str] = {
     "failOnDataLoss: false the job skips them and reports how many",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
+    "SINK_MERGE_KEY_REFUSED": "job '{job}': sink '{sink}' batch {batch_id}: the MERGE on "
+    "({keys}) got {problem}; the batch stops (set on_null_key / on_duplicate_key to route such "
+    "rows to the quarantine). A sample: {sample}",
     "SINK_UNREACHABLE": "job '{job}': sink '{sink}' cannot reach {address}: {cause}. Check "
     "that the database is up and that the connection's host and port are right",
     "SINK_AUTH_FAILED": "job '{job}': sink '{sink}': {address} refused user '{user}': {cause}. "
     "Check the user and the password variable connections.{connection}.password names",
     "SINK_TYPE_UNSUPPORTED": "job '{job}': sink '{sink}': column '{column}' has Spark type "
     "{spark_type}, which has no PostgreSQL mapping; cast it in the sink's query",
+    # quality: parsing, expectations, quarantine
+    "QUALITY_EXPECTATION_FAILED": "job '{job}': batch {batch_id}: {count} row(s) break {rule}; "
+    "the query stops before writing anything of the batch. A sample row: {sample}",
+    "QUALITY_RULE_INVALID": "job '{job}': rule '{rule}' ({condition}) cannot be evaluated on "
+    "the parsed rows: {cause}",
+    "QUALITY_REPLAY_REFUSED": "job '{job}': cannot replay its quarantine: {why}",
+    "QUALITY_COUNTS_MISMATCH": "job '{job}': batch {batch_id}: input {input} rows, but good "
+    "{good} + dropped {dropped} + quarantined {quarantined} = {total}; a row would vanish, "
+    "so the batch is not written",
     # storage: checkpoints and tables on local disk, HDFS, S3A
     "STORAGE_UNREACHABLE": "job '{job}': cannot reach the {role} at {path}: {cause}. Check "
     "that the storage is up and the profile's endpoint is right; nothing was read or written",
@@ -132,6 +145,10 @@ class SourceError(OnceflowError):
 
 class SinkError(OnceflowError):
     """A sink could not be written, or does not match what the job declares."""
+
+
+class QualityError(OnceflowError):
+    """A batch breaks an ``expect_or_fail`` rule, a rule is invalid, or rows went missing."""
 
 
 class StorageError(OnceflowError):

@@ -2,13 +2,16 @@
 
 ``ProgressLogger`` is a ``StreamingQueryListener``: it logs one JSON line per micro-batch
 to the ``onceflow.progress`` logger, with the numbers a data engineer looks at first,
-including Kafka offsets skipped because they were gone (``failOnDataLoss: false``).
+including Kafka offsets skipped because they were gone (``failOnDataLoss: false``) and,
+for a job with a ``quality`` block, where the batch's rows went (``quality``: input, good,
+dropped, quarantined, and each rule's violations), as the batch's writer noted them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from pyspark.sql.streaming.listener import (
@@ -18,6 +21,8 @@ from pyspark.sql.streaming.listener import (
     QueryTerminatedEvent,
     StreamingQueryListener,
 )
+
+from onceflow.contracts import pop_batch_notes
 
 __all__ = ["ProgressLogger", "batch_summary", "skipped_offsets"]
 
@@ -79,6 +84,8 @@ class ProgressLogger(StreamingQueryListener):
 
     def __init__(self, job: str) -> None:
         self._job = job
+        self.records = 0  # records the quality stage counted, over every batch
+        self.terminated = threading.Event()  # set once the job's query has ended
 
     def onQueryStarted(self, event: QueryStartedEvent) -> None:
         pass
@@ -87,6 +94,11 @@ class ProgressLogger(StreamingQueryListener):
         if event.progress.name != self._job:
             return
         summary = batch_summary(event.progress.json)
+        summary |= pop_batch_notes(self._job, int(summary["batch_id"]))
+        quality = summary.get("quality")
+        if isinstance(quality, dict):
+            # Spark counts a raw file source's rows as files; the stage counted records
+            self.records += int(quality["input"])
         level = logging.WARNING if summary["skipped_offsets"] else logging.INFO
         _log.log(level, json.dumps(summary, default=str))
 
@@ -94,4 +106,5 @@ class ProgressLogger(StreamingQueryListener):
         pass
 
     def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
-        pass
+        # the listener bus delivers a query's progress events before its end
+        self.terminated.set()

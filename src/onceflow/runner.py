@@ -18,15 +18,15 @@ from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 from onceflow.config import (
+    FileSourceSpec,
     Guarantee,
     JobSpec,
     KafkaSourceSpec,
     LoadedJob,
     PostgresSinkSpec,
-    TransformSpec,
     TriggerSpec,
 )
-from onceflow.contracts import BatchWriter
+from onceflow.contracts import BatchWriter, Sink
 from onceflow.errors import OnceflowError, SourceError, StorageError, first_line
 from onceflow.guarantees import (
     BatchLedger,
@@ -39,15 +39,18 @@ from onceflow.guarantees import (
     table_lock,
 )
 from onceflow.observe import ProgressLogger, skipped_offsets
+from onceflow.quality import QualityStage, parses_raw
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
 from onceflow.sources import describe_lost_offsets, read_stream
+from onceflow.sources.raw import read_raw_stream
 from onceflow.storage import (
     check_storage,
     single_writer_tables,
     storage_failure,
     use_abortable_checkpoints,
 )
+from onceflow.transform import apply_transform
 
 __all__ = [
     "RunResult",
@@ -76,15 +79,6 @@ class RunResult:
     skipped_offsets: int = 0
 
 
-def apply_transform(frame: DataFrame, spec: TransformSpec) -> DataFrame:
-    """Filter with ``where``, then project with ``select`` (SQL expressions)."""
-    if spec.where:
-        frame = frame.where(spec.where)
-    if spec.select:
-        frame = frame.selectExpr(*spec.select)
-    return frame
-
-
 def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
     """The ``foreachBatch`` writer for ``spec``: its sinks wrapped in its guarantee.
 
@@ -104,8 +98,40 @@ def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
             else None
         ),
         crash=CrashPlan.from_job(spec.faults, os.environ),
+        quality=quality_stage(spec),
+        quarantine=_quarantine(spec),
     )
     return guarded_writer([build_sink(spec, sink) for sink in spec.sinks], settings)
+
+
+def quality_stage(spec: JobSpec) -> QualityStage | None:
+    """The job's quality stage (parsing, rules), or None without a ``quality`` block."""
+    if spec.quality is None:
+        return None
+    return QualityStage(spec.name, spec.quality, spec.source, spec.transform, spec.key_rules())
+
+
+def _quarantine(spec: JobSpec) -> Sink | None:
+    quarantine = spec.quarantine_sink()
+    return build_sink(spec, quarantine) if quarantine is not None else None
+
+
+def source_frame(spark: SparkSession, spec: JobSpec) -> DataFrame:
+    """The streaming DataFrame ``foreachBatch`` receives: the source read raw when the
+    quality stage parses it, else typed; the transform applied here unless the quality
+    stage applies it to the good rows."""
+    if spec.quality is None:
+        return apply_transform(read_stream(spark, spec.source), spec.transform)
+    source = spec.source
+    if parses_raw(source):
+        assert isinstance(source, FileSourceSpec | KafkaSourceSpec)  # noqa: S101 - parses_raw
+        frame = read_raw_stream(spark, source)
+    else:
+        frame = read_stream(spark, source)
+    stage = quality_stage(spec)
+    assert stage is not None  # noqa: S101 - spec.quality is set
+    stage.check_rules(spark.createDataFrame([], frame.schema))
+    return frame
 
 
 def start_query(
@@ -148,7 +174,7 @@ def storage_locations(spec: JobSpec) -> dict[str, str]:
     """Role -> path of everything the job writes on a file system: its checkpoint and its
     file sinks (a database sink is checked by logging in, ``BatchSink.check``)."""
     return {"checkpoint": spec.checkpoint} | {
-        f"sink '{s.name}'": s.path for s in spec.sinks if not isinstance(s, PostgresSinkSpec)
+        f"sink '{s.name}'": s.path for s in spec.outputs if not isinstance(s, PostgresSinkSpec)
     }
 
 
@@ -184,8 +210,8 @@ def _release(
 
 
 def _start(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None) -> StreamingQuery:
+    frame = source_frame(spark, spec)
     writer = writer or build_writer(spark, spec)
-    frame = apply_transform(read_stream(spark, spec.source), spec.transform)
     stream = (
         frame.writeStream.queryName(spec.name)
         .option("checkpointLocation", spec.checkpoint)
@@ -221,13 +247,18 @@ def run_job(loaded: LoadedJob) -> RunResult:
     finally:
         if query.isActive:
             query.stop()
+        # the last batch's progress reaches the listener before the query's end does
+        heard_the_end = listener.terminated.wait(10)
         spark.streams.removeListener(listener)
     progress = query.recentProgress
+    rows = sum(int(p.numInputRows) for p in progress)
+    if loaded.spec.quality is not None and heard_the_end:
+        rows = listener.records  # Spark counts a raw file source's files, not its records
     return RunResult(
         master=spark.sparkContext.master or "?",
         query_id=str(query.id),
         batches=len([p for p in progress if p.numInputRows > 0]),
-        input_rows=sum(int(p.numInputRows) for p in progress),
+        input_rows=rows,
         skipped_offsets=sum(skipped_offsets(p.json) for p in progress),
     )
 

@@ -173,6 +173,11 @@ def _resolve_paths(data: dict[str, Any], project_dir: Path) -> None:
 
     resolve(data.get("source"), "path", root)
     resolve(data, "checkpoint", root)
+    quality = data.get("quality")
+    if isinstance(quality, dict):
+        if quality.get("quarantine") is None and isinstance(data.get("name"), str):
+            quality["quarantine"] = f"quarantine/{data['name']}"
+        resolve(quality, "quarantine", root)
     sinks = data.get("sinks")
     for sink in sinks if isinstance(sinks, list) else []:
         resolve(sink, "path", root)

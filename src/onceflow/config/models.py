@@ -30,6 +30,9 @@ __all__ = [
     "ParquetSinkSpec",
     "PostgresConnection",
     "PostgresSinkSpec",
+    "QualitySpec",
+    "RuleAction",
+    "RuleSpec",
     "SinkSpec",
     "SourceSpec",
     "SparkSettings",
@@ -165,6 +168,71 @@ class TransformSpec(_Model):
     select: tuple[str, ...] = ()
 
 
+class RuleAction(StrEnum):
+    """What a row that breaks an expectation becomes (a NULL result breaks it too)."""
+
+    KEEP = "expect"  # kept, and counted
+    DROP = "expect_or_drop"  # dropped, and counted
+    QUARANTINE = "expect_or_quarantine"  # routed to the quarantine table
+    FAIL = "expect_or_fail"  # stops the query, naming the rule and a sample row
+
+
+class RuleSpec(_Model):
+    """One expectation: a name and exactly one of the four keys, whose value is a SQL
+    boolean expression over the parsed row: ``{name: positive, expect_or_drop: "amount > 0"}``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    expect: str | None = None
+    expect_or_drop: str | None = None
+    expect_or_quarantine: str | None = None
+    expect_or_fail: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_action(self) -> RuleSpec:
+        given = [action for action in RuleAction if getattr(self, action.value) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of expect, expect_or_drop, expect_or_quarantine, expect_or_fail"
+            )
+        return self
+
+    @property
+    def action(self) -> RuleAction:
+        return next(a for a in RuleAction if getattr(self, a.value) is not None)
+
+    @property
+    def condition(self) -> str:
+        condition: str = getattr(self, self.action.value)
+        return condition
+
+
+class QualitySpec(_Model):
+    """Bad input never stops the stream and never vanishes.
+
+    With a ``quality`` block, a JSON or CSV source (files, or a Kafka value) is read raw and
+    parsed by onceflow: a record that does not parse or does not fit the schema (wrong type,
+    missing ``required`` field, nesting where a scalar belongs, invalid UTF-8, empty, over
+    ``max_payload_bytes``) goes to the job's quarantine table with its raw payload, its source
+    coordinates and the reason. ``rules`` then judge the parsed rows. ``quarantine`` is the
+    quarantine Delta table's path (default ``quarantine/<job name>`` under ``storage.root``).
+    """
+
+    required: tuple[str, ...] = ()
+    max_payload_bytes: int = Field(default=1_048_576, ge=1)
+    rules: tuple[RuleSpec, ...] = ()
+    quarantine: str | None = None
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: tuple[RuleSpec, ...]) -> tuple[RuleSpec, ...]:
+        names = [rule.name for rule in rules]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
+        return rules
+
+
 class Guarantee(StrEnum):
     """What a job promises about each record after a crash anywhere."""
 
@@ -238,11 +306,19 @@ class NotMatchedClause(_Model):
 class MergeSpec(_Model):
     """How a batch is merged into the target: on ``keys``, latest row per key by ``order_by``.
 
-    In the clauses the target is ``t`` and the (deduplicated) batch is ``s``.
+    In the clauses the target is ``t`` and the (deduplicated) batch is ``s``. A row with a
+    NULL key would match nothing and be inserted on every run; several rows of one key would
+    make Delta fail with "multiple source rows matched". So, by rule: ``on_null_key`` stops
+    the batch naming a sample row (``fail``) or routes such rows to the quarantine
+    (``quarantine``); ``on_duplicate_key`` keeps the ``latest`` row per key, or routes every
+    row of a repeated key to the quarantine, or stops the batch. Quarantining needs the job's
+    ``quality`` block and a sink without ``query`` (the keys are columns of the parsed record).
     """
 
     keys: tuple[str, ...] = Field(min_length=1)
     order_by: str | None = None
+    on_null_key: Literal["fail", "quarantine"] = "fail"
+    on_duplicate_key: Literal["latest", "quarantine", "fail"] = "latest"
     when_matched: tuple[MatchedClause, ...] = (MatchedClause(action="update_all"),)
     when_not_matched: tuple[NotMatchedClause, ...] = (NotMatchedClause(action="insert_all"),)
     schema_evolution: bool = False
@@ -403,6 +479,7 @@ class JobSpec(_Model):
     description: str = ""
     source: SourceSpec
     transform: TransformSpec = TransformSpec()
+    quality: QualitySpec | None = None
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
     checkpoint: str
@@ -427,6 +504,39 @@ class JobSpec(_Model):
         if shared:
             raise ValueError(f"two sinks write the same path: {', '.join(shared)}")
         return sinks
+
+    def quarantine_sink(self) -> DeltaSinkSpec | None:
+        """The quarantine table as a sink (a Delta append), when the job has ``quality``."""
+        if self.quality is None or self.quality.quarantine is None:
+            return None
+        return DeltaSinkSpec(
+            kind="delta", name="_quarantine", path=self.quality.quarantine, mode=WriteMode.APPEND
+        )
+
+    def key_rules(self) -> tuple[RuleSpec, ...]:
+        """The rules MERGE sinks imply for their keys (``on_null_key``, ``on_duplicate_key``
+        set to ``quarantine``), judged with the job's own rules."""
+        rules: list[RuleSpec] = []
+        for sink in self.sinks:
+            merge = sink.merge if isinstance(sink, DeltaSinkSpec) else None
+            if merge is None or self.mode_of(sink) is not WriteMode.MERGE:
+                continue
+            keys = [f"`{key}`" for key in merge.keys]
+            if merge.on_null_key == "quarantine":
+                not_null = " AND ".join(f"{key} IS NOT NULL" for key in keys)
+                rules.append(RuleSpec(name=f"{sink.name}_null_key", expect_or_quarantine=not_null))
+            if merge.on_duplicate_key == "quarantine":
+                unique = f"count(1) OVER (PARTITION BY {', '.join(keys)}) = 1"
+                rules.append(
+                    RuleSpec(name=f"{sink.name}_duplicate_key", expect_or_quarantine=unique)
+                )
+        return tuple(rules)
+
+    @property
+    def outputs(self) -> tuple[SinkSpec, ...]:
+        """Every table the job writes: its sinks, then its quarantine table if it has one."""
+        quarantine = self.quarantine_sink()
+        return (*self.sinks, *([quarantine] if quarantine is not None else []))
 
     def mode_of(self, sink: SinkSpec) -> WriteMode:
         """The sink's own ``mode``, else the one the job's ``strategy`` implies, else append."""

@@ -49,6 +49,20 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
             problems.append(
                 (at, "a MERGE needs keys: add merge: {keys: [...]} to say which rows match")
             )
+        merge = sink.merge if isinstance(sink, DeltaSinkSpec) else None
+        if merge is not None and "quarantine" in (merge.on_null_key, merge.on_duplicate_key):
+            if spec.quality is None:
+                problems.append(
+                    ((*at, "merge"), "quarantining rows by key needs the job's quality: block")
+                )
+            elif sink.query:
+                problems.append(
+                    (
+                        (*at, "merge"),
+                        "rows can be quarantined by key only when the sink has no query: the "
+                        "keys must be columns of the parsed record; use fail instead",
+                    )
+                )
         if mode is not WriteMode.MERGE and isinstance(sink, DeltaSinkSpec) and sink.merge:
             problems.append(((*at, "merge"), f"merge: is only read with mode: merge, not {mode}"))
         if (

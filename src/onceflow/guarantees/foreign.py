@@ -74,7 +74,7 @@ def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentit
     """
     if not identity.is_new:
         return
-    for sink in spec.sinks:
+    for sink in spec.outputs:
         if isinstance(sink, ParquetSinkSpec):
             files = CheckpointFiles(spark, sink.path).names()
             has_data = any(not name.startswith(("_", ".")) for name in files)

@@ -14,7 +14,8 @@ deterministic query, the same rows. Each policy below states what it makes of th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -24,6 +25,7 @@ from onceflow.contracts import BatchContext, BatchWriter, Sink
 from onceflow.guarantees.faults import CrashPlan, CrashPoint
 from onceflow.guarantees.ledger import BatchLedger
 from onceflow.guarantees.retry import retry_conflicts
+from onceflow.quality import QualityStage
 
 __all__ = ["WriterSettings", "guarded_writer"]
 
@@ -40,6 +42,9 @@ class WriterSettings:
     retries: int = 3
     ledger: BatchLedger | None = None
     crash: CrashPlan | None = None
+    # parse and judge each batch first; the good rows go to the sinks, the rest to quarantine
+    quality: QualityStage | None = None
+    quarantine: Sink | None = None
 
 
 def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWriter:
@@ -58,34 +63,56 @@ def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWrit
         if crash is not None:
             crash.crash_if(CrashPoint.AFTER_COMMIT, batch_id)
             crash.crash_if(CrashPoint.BEFORE_WRITE, batch_id)
-        if settings.ledger is not None and not settings.ledger.claim(batch_id):
-            _log.warning(
-                "job '%s': batch %d is in the at-most-once ledger: skipped (a replay after a "
-                "crash; whatever it had not written is lost, as at-most-once allows)",
-                settings.job,
-                batch_id,
-            )
-            return
-        context = BatchContext(settings.app_id, batch_id, guarded)
-        reused = len(sinks) > 1
-        if reused:
-            batch = batch.persist()
-        try:
-            for index, sink in enumerate(sinks):
-                frame = batch
-                if crash is not None and len(sinks) == 1:
+        # judged before the ledger: an expect_or_fail batch must not be claimed and then lost
+        with _outputs(batch, batch_id, sinks, settings) as outputs:
+            if settings.ledger is not None and not settings.ledger.claim(batch_id):
+                _log.warning(
+                    "job '%s': batch %d is in the at-most-once ledger: skipped (a replay after "
+                    "a crash; whatever it had not written is lost, as at-most-once allows)",
+                    settings.job,
+                    batch_id,
+                )
+                return
+            context = BatchContext(settings.app_id, batch_id, guarded)
+            for index, (sink, frame) in enumerate(outputs):
+                if crash is not None and len(outputs) == 1:
                     if crash.fires(CrashPoint.MID_WRITE, batch_id):
-                        frame = crash.poison(batch)
+                        frame = crash.poison(frame)
                 _write_with_retries(sink, frame, context, settings)
-                if crash is not None and index == 0 and len(sinks) > 1:
+                if crash is not None and index == 0 and len(outputs) > 1:
                     crash.crash_if(CrashPoint.MID_WRITE, batch_id)
             if crash is not None:
                 crash.crash_if(CrashPoint.AFTER_WRITE, batch_id)
-        finally:
-            if reused:
-                batch.unpersist()
 
     return write
+
+
+@contextmanager
+def _outputs(
+    batch: DataFrame, batch_id: int, sinks: Sequence[Sink], settings: WriterSettings
+) -> Iterator[list[tuple[Sink, DataFrame]]]:
+    """Each sink with the frame it writes: the batch, or with a quality stage its good rows
+    (and the quarantined ones for the quarantine sink). A frame several sinks read is
+    persisted for the batch and unpersisted after."""
+    if settings.quality is not None:
+        with settings.quality.split(batch, batch_id) as split:
+            good = split.good.persist() if len(sinks) > 1 else split.good
+            try:
+                outputs = [(sink, good) for sink in sinks]
+                if settings.quarantine is not None:
+                    outputs.append((settings.quarantine, split.quarantined))
+                yield outputs
+            finally:
+                if len(sinks) > 1:
+                    good.unpersist()
+        return
+    reused = len(sinks) > 1
+    frame = batch.persist() if reused else batch
+    try:
+        yield [(sink, frame) for sink in sinks]
+    finally:
+        if reused:
+            frame.unpersist()
 
 
 def _write_with_retries(

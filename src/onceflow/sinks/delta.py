@@ -37,6 +37,7 @@ from pyspark.sql import functions as F
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
 from onceflow.contracts import BatchContext
+from onceflow.errors import SinkError
 from onceflow.sinks.base import BatchSink, is_delta_conflict
 from onceflow.sinks.shaping import latest_per_key
 
@@ -118,6 +119,7 @@ class DeltaSink(BatchSink):
 
     def _merge(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> None:
         spark = frame.sparkSession
+        self._check_keys(frame, merge, context)
         source = latest_per_key(frame, merge.keys, merge.order_by)
         self._create_if_missing(spark, source)  # its own commit: outside the txn guard
         condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in merge.keys)
@@ -127,6 +129,35 @@ class DeltaSink(BatchSink):
         builder = _with_clauses(builder, merge)
         with dml_transaction(spark, context):
             builder.execute()
+
+    def _check_keys(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> None:
+        """Stop the batch on a NULL key (``on_null_key: fail``) or a repeated key
+        (``on_duplicate_key: fail``), naming a sample row. Rows the job quarantines by key
+        never get here; with ``latest`` a repeated key is deduplicated, never Delta's error."""
+        keys = [F.col(f"`{key}`") for key in merge.keys]
+        found: list[tuple[str, DataFrame]] = []
+        if merge.on_null_key == "fail":
+            any_null = F.lit(False)
+            for key in keys:
+                any_null = any_null | key.isNull()
+            found.append(
+                ("a NULL key, which would match no row and insert a new one", frame.where(any_null))
+            )
+        if merge.on_duplicate_key == "fail":
+            repeated = frame.groupBy(*keys).count().where(F.col("count") > 1).drop("count")
+            found.append(("a key that several rows of the batch share", repeated))
+        for problem, rows in found:
+            sample = rows.limit(1).toJSON().collect()
+            if sample:
+                raise SinkError(
+                    "SINK_MERGE_KEY_REFUSED",
+                    job=self._job,
+                    sink=self.name,
+                    batch_id=context.batch_id,
+                    keys=", ".join(merge.keys),
+                    problem=problem,
+                    sample=sample[0][:500],
+                )
 
     def _create_if_missing(self, spark: SparkSession, source: DataFrame) -> None:
         """Commit version 0 (the schema, no rows) unless the table has a committed version.

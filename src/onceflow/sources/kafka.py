@@ -29,7 +29,12 @@ from pyspark.sql import functions as F
 
 from onceflow.config import KafkaSourceSpec, KafkaValueFormat
 
-__all__ = ["KAFKA_COORDINATES", "describe_lost_offsets", "read_kafka_stream"]
+__all__ = [
+    "KAFKA_COORDINATES",
+    "describe_lost_offsets",
+    "kafka_coordinates",
+    "read_kafka_stream",
+]
 
 #: The columns every Kafka row keeps, whatever the value format.
 KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
@@ -43,15 +48,7 @@ def read_kafka_stream(spark: SparkSession, spec: KafkaSourceSpec) -> DataFrame:
     the coordinates, and ``kafka_headers`` when ``includeHeaders``.
     """
     raw = spark.readStream.format("kafka").options(**spec.spark_options()).load()
-    coordinates: list[Column] = [
-        F.col("key").cast("string").alias("kafka_key"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-    ]
-    if spec.includeHeaders:
-        coordinates.append(F.col("headers").alias("kafka_headers"))
+    coordinates = kafka_coordinates(spec)
     names = [column for column in ("kafka_key", *KAFKA_COORDINATES)]
     if spec.includeHeaders:
         names.append("kafka_headers")
@@ -62,6 +59,21 @@ def read_kafka_stream(spark: SparkSession, spec: KafkaSourceSpec) -> DataFrame:
     if spec.format is KafkaValueFormat.STRING:
         return raw.select(F.col("value").cast("string").alias("value"), *coordinates)
     return raw.select(F.col("value"), *coordinates)
+
+
+def kafka_coordinates(spec: KafkaSourceSpec) -> list[Column]:
+    """``kafka_key`` (string) and the coordinates of a raw Kafka row, plus
+    ``kafka_headers`` when ``includeHeaders``."""
+    coordinates: list[Column] = [
+        F.col("key").cast("string").alias("kafka_key"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    ]
+    if spec.includeHeaders:
+        coordinates.append(F.col("headers").alias("kafka_headers"))
+    return coordinates
 
 
 _OUT_OF_RANGE = re.compile(r"offset=(\d+)[^\n]*?out of range for partition (\S+)-(\d+)")

@@ -1,0 +1,29 @@
+"""Data quality: parsing raw records, expectations, and the quarantine they feed (see
+``stage``). Bad input never stops a stream and never vanishes."""
+
+from __future__ import annotations
+
+from onceflow.quality.expectations import FATE, REASON, Fate, classify
+from onceflow.quality.parsing import ERROR, parse_csv, parse_json
+from onceflow.quality.stage import (
+    QUARANTINE_SCHEMA,
+    BatchCounts,
+    QualitySplit,
+    QualityStage,
+    parses_raw,
+)
+
+__all__ = [
+    "ERROR",
+    "FATE",
+    "QUARANTINE_SCHEMA",
+    "REASON",
+    "BatchCounts",
+    "Fate",
+    "QualitySplit",
+    "QualityStage",
+    "classify",
+    "parse_csv",
+    "parse_json",
+    "parses_raw",
+]
