@@ -166,7 +166,7 @@ test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 PROVE_JOBS ?= $(wildcard jobs/payments_*.yaml)
-PROVE_JOBS_FILES := $(filter-out jobs/payments_kafka.yaml,$(PROVE_JOBS))
+PROVE_JOBS_FILES := $(filter-out jobs/payments_kafka.yaml jobs/payments_postgres.yaml,$(PROVE_JOBS))
 PROVE_OUT  ?= state/prove-report
 PROVE_ENV  ?= test
 
