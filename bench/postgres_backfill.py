@@ -20,9 +20,7 @@ Writes bench/results/postgres_backfill.json and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 from pyspark.sql import DataFrame, SparkSession
+from reporting import machine, print_table, save
 
 from onceflow.config import PostgresConnection, PostgresSinkSpec, WriteMode
 from onceflow.contracts import BatchContext
@@ -154,20 +153,18 @@ def main() -> None:
         "rows": args.rows,
         "rounds": args.rounds,
         "spark": "local[2], 4 partitions",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "results": results,
     }
-    out = ROOT / "bench/results/postgres_backfill.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print("\n| method | rows/s | median s | min-max s | x naive |")
-    print("|---|---|---|---|---|")
-    for name, f in results.items():
-        print(
-            f"| {name} | {f['rows_per_s']:,} | {f['median_s']} | {f['min_s']}-{f['max_s']} "
-            f"| {f['x_naive']} |"
-        )
+    save("postgres_backfill", report)
+    print_table(
+        ["method", "rows/s", "median s", "min-max s", "x naive"],
+        [
+            [name, f"{f['rows_per_s']:,}", str(f["median_s"]), f"{f['min_s']}-{f['max_s']}",
+             str(f["x_naive"])]
+            for name, f in results.items()
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

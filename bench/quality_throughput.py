@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from reporting import machine, print_table, save
 
 from onceflow.prove.workload import payments
 
@@ -109,18 +110,17 @@ def main() -> None:
         "files": args.files,
         "rounds": args.rounds,
         "bad_records": f"1 in 200 ({len(BAD)} kinds)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "results": results,
     }
-    out = ROOT / "bench/results/quality_throughput.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print("\n| way | rows/s (median) | min-max | x spark_json |")
-    print("|---|---|---|---|")
-    for way, f in results.items():
-        print(f"| {way} | {f['rows_per_s']:,} | {f['min']:,}-{f['max']:,} | {f['x_spark_json']} |")
+    save("quality_throughput", report)
+    print_table(
+        ["way", "rows/s (median)", "min-max", "x spark_json"],
+        [
+            [way, f"{f['rows_per_s']:,}", f"{f['min']:,}-{f['max']:,}", str(f["x_spark_json"])]
+            for way, f in results.items()
+        ],
+    )
 
 
 if __name__ == "__main__":

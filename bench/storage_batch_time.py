@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from reporting import machine, print_table, save
 
 from onceflow.prove.workload import write_payment_files
 from onceflow.services.hdfs import LocalHdfs
@@ -99,21 +100,23 @@ def main() -> None:
         "batches": args.batches,
         "records_per_batch": args.records // args.batches,
         "rounds": args.rounds,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        "machine": machine(),
         "results": results,
     }
-    out = ROOT / "bench/results/storage_batch_time.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print("\n| store | median batch (ms) | min-max (ms) | first batch (ms) | x local |")
-    print("|---|---|---|---|---|")
-    for name, f in results.items():
-        print(
-            f"| {name} | {f['median_batch_ms']:.0f} | {f['min_batch_ms']:.0f}-"
-            f"{f['max_batch_ms']:.0f} | {f['first_batch_ms']:.0f} | {f['ratio_to_local']} |"
-        )
+    save("storage_batch_time", report)
+    print_table(
+        ["store", "median batch (ms)", "min-max (ms)", "first batch (ms)", "x local"],
+        [
+            [
+                name,
+                f"{f['median_batch_ms']:.0f}",
+                f"{f['min_batch_ms']:.0f}-{f['max_batch_ms']:.0f}",
+                f"{f['first_batch_ms']:.0f}",
+                str(f["ratio_to_local"]),
+            ]
+            for name, f in results.items()
+        ],
+    )
 
 
 if __name__ == "__main__":

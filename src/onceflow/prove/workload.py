@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,7 +60,8 @@ def write_payment_files(
     """Write ``count`` payments as JSON lines spread over ``files`` files in ``folder``.
 
     Each file is written under a hidden name and renamed into place, so a streaming file
-    source that is already watching never reads half a file.
+    source that is already watching never reads half a file; their modification times are
+    a second apart in file order, so one file per batch reads them in that order.
     """
     if files < 1 or count < 0:
         raise ValueError(f"need files >= 1 and count >= 0, got files={files}, count={count}")
@@ -76,4 +78,9 @@ def write_payment_files(
                 out.write(next(records).to_json() + "\n")
         os.replace(hidden, target)
         written.append(target)
+    # a file source takes the oldest files first, and files written within the same
+    # millisecond come in no set order: give them a second each, oldest first
+    start = time.time() - len(written)
+    for index, target in enumerate(written):
+        os.utime(target, (start + index, start + index))
     return written

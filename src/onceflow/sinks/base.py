@@ -65,13 +65,17 @@ class BatchSink:
         except Exception as exc:
             if is_delta_conflict(exc) or isinstance(exc, SinkError):
                 raise
-            raise SinkError(
-                "SINK_WRITE_FAILED",
-                job=self._job,
-                sink=self.name,
-                batch_id=context.batch_id,
-                cause=first_line(exc),
-            ) from exc
+            raise self._write_failed(context, first_line(exc)) from exc
+
+    def _write_failed(self, context: BatchContext, cause: str) -> SinkError:
+        """SINK_WRITE_FAILED for this sink and batch."""
+        return SinkError(
+            "SINK_WRITE_FAILED",
+            job=self._job,
+            sink=self.name,
+            batch_id=context.batch_id,
+            cause=cause,
+        )
 
     def check(self) -> None:
         """Called once before the query starts; raises when the sink cannot be written.

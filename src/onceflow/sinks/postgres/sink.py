@@ -218,13 +218,7 @@ class PostgresSink(BatchSink):
             found = _STAGE_FAILURE.search(str(exc))
             if found is None:
                 raise
-            raise SinkError(
-                "SINK_WRITE_FAILED",
-                job=self._job,
-                sink=self.name,
-                batch_id=context.batch_id,
-                cause=f"staging into {stage}: {found.group(1)}",
-            ) from None
+            raise self._write_failed(context, f"staging into {stage}: {found.group(1)}") from None
 
     def _move(
         self,
