@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +71,29 @@ def test_release_leaves_a_lock_someone_else_took(spark: SparkSession, tmp_path: 
     lock_file = plant(tmp_path, host="elsewhere", token=theirs)
     lock.release()
     assert json.loads(lock_file.read_text())["token"] == theirs
+
+
+def test_a_lock_caught_while_being_written_is_not_taken_for_a_dead_one(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A lock is created (or rewritten by a heartbeat) and then filled: a reader in between
+    sees it empty. The second instance must wait for the content, not take over."""
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        lock = plant(tmp_path)
+        lock.write_text("")  # the holder has created it and not yet written its record
+        writer = threading.Timer(0.5, lambda: plant(tmp_path, pid=sleeper.pid))
+        writer.start()
+        with pytest.raises(GuaranteeError, match="GUARANTEE_CHECKPOINT_LOCKED"):
+            CheckpointLock(spark, str(tmp_path), "mine").acquire()
+        writer.join()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_lock_that_stays_empty_is_taken_over(spark: SparkSession, tmp_path: Path) -> None:
+    plant(tmp_path).write_text("")  # a holder killed between creating and writing it
+    lock = CheckpointLock(spark, str(tmp_path), "mine")
+    lock.acquire()
+    lock.release()

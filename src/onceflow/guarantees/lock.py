@@ -46,6 +46,8 @@ HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 60.0
 _LOCK = "lock"
 
+_UNREADABLE_SECONDS = 2.0
+
 # Acquire, heartbeat and release each read and then write the lock file. Within one
 # process (a query restarted right after the last one ended, whose release still runs on
 # another thread) they must not interleave, or a late release deletes the new owner's lock.
@@ -93,7 +95,7 @@ class CheckpointLock:
         for _ in range(3):
             if files.create(_LOCK, self._record()):
                 return
-            holder = _parse(files.read(_LOCK))
+            holder = _read_holder(files)
             if holder is None or _is_stale(holder):
                 files.delete(_LOCK)
                 continue
@@ -119,7 +121,9 @@ class CheckpointLock:
                     with _IN_PROCESS:
                         files = self._files()
                         holder = _parse(files.read(_LOCK))
-                        if holder is None or holder.get("token") != self.token:
+                        if holder is None:
+                            continue  # being written this instant, or gone: look again
+                        if holder.get("token") != self.token:
                             return  # taken over: never write over the new owner
                         files.overwrite(_LOCK, self._record())
                 except Exception:  # noqa: S112 - a missed beat is retried; the JVM may be gone
@@ -158,6 +162,25 @@ def _parse(text: str | None) -> dict[str, object] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _read_holder(files: CheckpointFiles) -> dict[str, object] | None:
+    """The lock's holder; None when the lock is gone, or has stayed unreadable for
+    ``_UNREADABLE_SECONDS`` (a writer killed mid-write).
+
+    A lock is created, and rewritten by each heartbeat, in two steps (create, then write), so
+    a reader can catch it empty for an instant. Taking that for a dead holder let a second
+    instance delete a live lock and run beside the first (CONCURRENT_STREAM_LOG_UPDATE).
+    """
+    deadline = time.monotonic() + _UNREADABLE_SECONDS
+    while True:
+        text = files.read(_LOCK)
+        if text is None:
+            return None
+        holder = _parse(text)
+        if holder is not None or time.monotonic() > deadline:
+            return holder
+        time.sleep(0.1)
 
 
 def _is_stale(holder: dict[str, object]) -> bool:
