@@ -158,7 +158,6 @@ def test_a_missing_server_names_make_pg_install(
     assert "ONCEFLOW_PG_BIN" in str(caught.value)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to OS user postgres")
 def test_a_home_the_server_user_cannot_reach_is_refused_before_initdb(tmp_path: Path) -> None:
     private = tmp_path / "private"
     private.mkdir(mode=0o700)

@@ -70,7 +70,11 @@ def replay_quarantine(spark: SparkSession, spec: JobSpec) -> ReplayResult:
     judged = stage.judged(_as_raw(rows, spec)).persist()
     try:
         passing = judged.where(F.col(FATE) == Fate.GOOD)
-        replayed, total = passing.count(), judged.count()
+        counts = judged.agg(
+            F.count(F.lit(1)).alias("total"),
+            F.count(F.when(F.col(FATE) == Fate.GOOD, 1)).alias("replayed"),
+        ).collect()[0]
+        replayed, total = int(counts["replayed"]), int(counts["total"])
         if replayed:
             app_id = resolve_app_id(spark, spec.checkpoint).app_id
             context = BatchContext(f"{app_id}:replay", version, guarded=True)

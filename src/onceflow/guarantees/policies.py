@@ -95,16 +95,12 @@ def _outputs(
     (and the quarantined ones for the quarantine sink). A frame several sinks read is
     persisted for the batch and unpersisted after."""
     if settings.quality is not None:
+        # the split reads one judged, persisted frame: the sinks share it already
         with settings.quality.split(batch, batch_id) as split:
-            good = split.good.persist() if len(sinks) > 1 else split.good
-            try:
-                outputs = [(sink, good) for sink in sinks]
-                if settings.quarantine is not None:
-                    outputs.append((settings.quarantine, split.quarantined))
-                yield outputs
-            finally:
-                if len(sinks) > 1:
-                    good.unpersist()
+            outputs = [(sink, split.good) for sink in sinks]
+            if settings.quarantine is not None:
+                outputs.append((settings.quarantine, split.quarantined))
+            yield outputs
         return
     reused = len(sinks) > 1
     frame = batch.persist() if reused else batch
