@@ -322,6 +322,8 @@ class MergeSpec(_Model):
     when_matched: tuple[MatchedClause, ...] = (MatchedClause(action="update_all"),)
     when_not_matched: tuple[NotMatchedClause, ...] = (NotMatchedClause(action="insert_all"),)
     schema_evolution: bool = False
+    # add the batch's key range to the condition, so Delta skips target files outside it
+    prune: bool = True
 
 
 class _SinkBase(_Model):

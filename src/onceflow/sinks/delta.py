@@ -27,13 +27,15 @@ Every commit carries ``userMetadata = onceflow:<app id>:<batch id>``.
 
 from __future__ import annotations
 
+import datetime
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from delta.tables import DeltaMergeBuilder, DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
 from onceflow.contracts import BatchContext
@@ -119,10 +121,12 @@ class DeltaSink(BatchSink):
 
     def _merge(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> None:
         spark = frame.sparkSession
-        self._check_keys(frame, merge, context)
+        key_range = self._check_keys(frame, merge, context)
         source = latest_per_key(frame, merge.keys, merge.order_by)
         self._create_if_missing(spark, source)  # its own commit: outside the txn guard
         condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in merge.keys)
+        if merge.prune and key_range:
+            condition += " AND " + " AND ".join(key_range)
         builder = (
             DeltaTable.forPath(spark, self.path).alias("t").merge(source.alias("s"), condition)
         )
@@ -130,20 +134,23 @@ class DeltaSink(BatchSink):
         with dml_transaction(spark, context):
             builder.execute()
 
-    def _check_keys(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> None:
+    def _check_keys(self, frame: DataFrame, merge: MergeSpec, context: BatchContext) -> list[str]:
         """Stop the batch on a NULL key (``on_null_key: fail``) or a repeated key
-        (``on_duplicate_key: fail``), naming a sample row. Rows the job quarantines by key
-        never get here; with ``latest`` a repeated key is deduplicated, never Delta's error."""
-        keys = [F.col(f"`{key}`") for key in merge.keys]
+        (``on_duplicate_key: fail``), naming a sample row; return the batch's key range as
+        predicates on the target (see ``_key_summary``). Rows the job quarantines by key
+        never get here; with ``latest`` a repeated key is deduplicated, never Delta's
+        "multiple source rows matched" error."""
+        null_keys, key_range = _key_summary(frame, merge)
+        any_null = F.lit(False)
+        for key in merge.keys:
+            any_null = any_null | F.col(f"`{key}`").isNull()
         found: list[tuple[str, DataFrame]] = []
-        if merge.on_null_key == "fail":
-            any_null = F.lit(False)
-            for key in keys:
-                any_null = any_null | key.isNull()
+        if merge.on_null_key == "fail" and null_keys:
             found.append(
                 ("a NULL key, which would match no row and insert a new one", frame.where(any_null))
             )
         if merge.on_duplicate_key == "fail":
+            keys = [F.col(f"`{key}`") for key in merge.keys]
             repeated = frame.groupBy(*keys).count().where(F.col("count") > 1).drop("count")
             found.append(("a key that several rows of the batch share", repeated))
         for problem, rows in found:
@@ -158,6 +165,7 @@ class DeltaSink(BatchSink):
                     problem=problem,
                     sample=sample[0][:500],
                 )
+        return key_range
 
     def _create_if_missing(self, spark: SparkSession, source: DataFrame) -> None:
         """Commit version 0 (the schema, no rows) unless the table has a committed version.
@@ -186,6 +194,75 @@ class DeltaSink(BatchSink):
             if not is_delta_conflict(exc):
                 raise
             writer.save(self.path)  # another creator won: now a no-op
+
+
+def _key_summary(frame: DataFrame, merge: MergeSpec) -> tuple[int, list[str]]:
+    """The batch's rows with a NULL key, and its key range as predicates on the target
+    (``t.k >= lo AND t.k <= hi`` per orderable key, with ``merge.prune``), in one aggregate.
+
+    The range lets Delta skip every target file whose min/max statistics lie outside it,
+    so a MERGE into an append-ordered table reads the files the batch can touch, not the
+    whole table. The key equality implies it, so it changes no result. No aggregate runs
+    when neither the range nor the NULL count is wanted.
+    """
+    types = {field.name: field.dataType for field in frame.schema.fields}
+    ranged = [
+        key
+        for key in merge.keys
+        if merge.prune and isinstance(types.get(key), _ORDERABLE_KEY_TYPES)
+    ]
+    if not ranged and merge.on_null_key != "fail":
+        return 0, []
+    any_null = F.lit(False)
+    for key in merge.keys:
+        any_null = any_null | F.col(f"`{key}`").isNull()
+    aggregates = [F.count_if(any_null).alias("null_keys")]
+    for index, key in enumerate(ranged):
+        aggregates.append(_as_text(F.min(F.col(f"`{key}`")), types[key]).alias(f"lo{index}"))
+        aggregates.append(_as_text(F.max(F.col(f"`{key}`")), types[key]).alias(f"hi{index}"))
+    summary = frame.agg(*aggregates).first()
+    assert summary is not None  # noqa: S101 - a global aggregate has one row
+    predicates = []
+    for index, key in enumerate(ranged):
+        low, high = summary[f"lo{index}"], summary[f"hi{index}"]
+        if low is not None:  # NULL only when the batch has no non-NULL key
+            predicates.append(f"t.`{key}` >= {_sql_literal(low, types[key])}")
+            predicates.append(f"t.`{key}` <= {_sql_literal(high, types[key])}")
+    return int(summary["null_keys"]), predicates
+
+
+# key types whose min/max Delta keeps as file statistics and that print as exact literals
+# (not floating point: its string form may round)
+_ORDERABLE_KEY_TYPES = (
+    T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.DecimalType,
+    T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType,
+)  # fmt: skip
+
+
+def _as_text(value: Column, data_type: T.DataType) -> Column:
+    """A key's min or max as text ``_sql_literal`` reads back exactly: a TIMESTAMP as UTC
+    microseconds, since its text in the session's time zone is ambiguous for the hour a
+    clock goes back (01:30 happens twice), and a wrong bound would miss a matching row."""
+    if isinstance(data_type, T.TimestampType):
+        return F.unix_micros(value).cast("string")
+    return value.cast("string")
+
+
+def _sql_literal(text: str, data_type: T.DataType) -> str:
+    """A SQL literal of ``data_type`` for a key's min or max, from ``_as_text``."""
+    if isinstance(data_type, T.StringType):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(data_type, T.DateType):
+        return f"DATE '{text}'"
+    if isinstance(data_type, T.TimestampNTZType):
+        return f"TIMESTAMP_NTZ '{text}'"
+    if isinstance(data_type, T.TimestampType):
+        instant = _EPOCH + datetime.timedelta(microseconds=int(text))
+        return f"TIMESTAMP '{instant.isoformat(sep=' ')}'"  # ends in +00:00: no zone guessed
+    return f"CAST('{text}' AS {data_type.simpleString()})"
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBuilder:
