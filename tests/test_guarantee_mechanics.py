@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.config import Guarantee
+from onceflow.contracts import pop_batch_notes
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees import (
     BatchLedger,
@@ -124,6 +125,8 @@ def test_at_most_once_ledger_skips_a_replayed_batch(
     with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
         run_to_end(spark, spec)
     assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1]
+    for batch_id in (0, 1, 2):  # notes of earlier tests' batches under the same job name
+        pop_batch_notes(spec.name, batch_id)
 
     run_to_end(
         spark, job_in("jobs/payments.yaml", ONE_FILE_PER_BATCH, "guarantee=at-most-once").spec
@@ -131,6 +134,14 @@ def test_at_most_once_ledger_skips_a_replayed_batch(
     events = events_delivery(spark, spec.sinks[0].path, 90)
     assert (events.lost, events.duplicated) == (30, 0)
     assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1, 2]
+    # what the writer did with each batch, for the progress line
+    skipped = pop_batch_notes(spec.name, 1)["guarantee"]
+    written = pop_batch_notes(spec.name, 2)["guarantee"]
+    assert (skipped["action"], skipped["write_ms"]) == ("skipped_by_ledger", {})
+    assert written["action"] == "written" and written["retries"] == 0
+    assert list(written["write_ms"]) == [spec.sinks[0].name]
+    assert written["write_ms"][spec.sinks[0].name] > 0
+    assert 0 < skipped["guard_ms"] < 10_000 and 0 < written["guard_ms"] < 10_000
 
 
 def test_single_sink_mid_write_crash_under_exactly_once(
