@@ -25,7 +25,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint test prove test-only bench-storage bench-postgres bench-quality clean clean-state
+        sample run validate lint test prove test-only bench bench-storage bench-postgres bench-quality clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -162,6 +162,8 @@ lint: $(VENV)/.installed ## ruff, mypy (strict, src/), import layering
 
 test: setup lint test-only ## set up, lint, then the whole pytest suite
 
+# the slowest tests are listed at the end of every run, CI's included
+PYTEST_ARGS ?= --durations=20
 test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -182,6 +184,11 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 	done; \
 	cat $(PROVE_OUT)/*.md > $(PROVE_OUT)/REPORT.md; \
 	echo "report: $(PROVE_OUT)/REPORT.md ($$(( $$(date +%s) - start ))s)"; exit $$status
+
+BENCH_ROUNDS ?= 3
+bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows (bench/results/)
+	$(PY) bench/guarantee_cost.py --records 1000000 5000000 --rounds $(BENCH_ROUNDS)
+	$(PY) bench/merge_scaling.py --targets 1000000 10000000 --rounds $(BENCH_ROUNDS)
 
 bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench/results/)
 	$(PY) bench/storage_batch_time.py --records 60000 --batches 8 --rounds 2
