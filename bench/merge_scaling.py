@@ -4,17 +4,21 @@ The target holds payments with ids ``1..T`` in files of ``--file-rows`` rows, in
 order, as an append-ordered stream leaves them. Each batch upserts ``--batch`` rows:
 nine in ten are new ids above the table's maximum, one in ten updates one of the most
 recent ids (late corrections of recent events). Each MERGE goes through onceflow's own
-``DeltaSink`` (exactly-once: guarded by its batch id), three ways, each on its own copy of
+``DeltaSink`` (exactly-once: guarded by its batch id), four ways, each on its own copy of
 the target:
 
 - ``naive``: ``merge.prune: false``, Delta's default 50 snapshot partitions: the MERGE
   joins the batch with every file of the target;
+- ``unpruned``: ``merge.prune: false`` with the profile's snapshot partitions (2 in
+  ``local``), to tell the two changes apart;
 - ``pruned``: onceflow's key-range condition (``merge.prune``, the default) and the
   profile's snapshot partitions: Delta skips every file whose id range misses the batch's;
 - ``pruned+dv``: as ``pruned``, on a target with deletion vectors
   (``delta.enableDeletionVectors``), so updated rows are marked, not their files rewritten.
 
-Per way and size: the median MERGE time of ``--rounds`` batches after one warm-up batch,
+Every table gets one batch per round, rounds interleaving every way and size (a JIT
+warming up over the run would otherwise favour whatever runs last). Per way and size:
+the median MERGE time of ``--rounds`` batches after one warm-up round,
 the files and rows Delta read and rewrote (its ``operationMetrics``), and the ratio of the
 10M-row target's time to the 1M-row target's.
 
@@ -44,6 +48,7 @@ from onceflow.sinks import build_sink
 ROOT = Path(__file__).resolve().parent.parent
 WAYS = {
     "naive": {"prune": False, "snapshot_partitions": "50", "deletion_vectors": False},
+    "unpruned": {"prune": False, "snapshot_partitions": None, "deletion_vectors": False},
     "pruned": {"prune": True, "snapshot_partitions": None, "deletion_vectors": False},
     "pruned+dv": {"prune": True, "snapshot_partitions": None, "deletion_vectors": True},
 }
@@ -68,6 +73,26 @@ def payments_frame(spark: Any, first: int, last: int, partitions: int) -> Any:
         (F.col("id") % 20_000 / 100).cast("decimal(18,2)").alias("amount"),
         F.timestamp_seconds(F.col("id") + 1_767_225_600).alias("event_time"),
     )
+
+
+def prepare_target(
+    spark: Any, scratch: Path, way: str, size: int, args: argparse.Namespace
+) -> tuple[Path, Any]:
+    """A copy of the ``size``-row seed for ``way`` (written once per size), and its sink."""
+    seed = scratch / f"seed-{size}"
+    if not seed.exists():
+        partitions = max(1, size // args.file_rows)
+        payments_frame(spark, 1, size, partitions).write.format("delta").save(str(seed))
+    table = scratch / f"{way}-{size}"
+    shutil.copytree(seed, table)
+    if WAYS[way]["deletion_vectors"]:
+        spark.sql(
+            f"ALTER TABLE delta.`{table}` "
+            "SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
+        )
+    job = job_file(scratch, table, bool(WAYS[way]["prune"]))
+    spec = load_job(job, env=args.env, conf_dir=ROOT / "conf").spec
+    return table, build_sink(spec, spec.sinks[0])
 
 
 def job_file(folder: Path, table: Path, prune: bool) -> Path:
@@ -104,57 +129,50 @@ def main() -> None:
         first_job = job_file(scratch, scratch / "first", prune=True)
         spark = build_session(load_job(first_job, env=args.env, conf_dir=ROOT / "conf").spec)
         profile_partitions = spark.conf.get(SNAPSHOT_PARTITIONS, "50")
-        results: list[dict[str, Any]] = []
-        for size in args.targets:
-            seed = scratch / f"seed-{size}"
-            payments_frame(spark, 1, size, max(1, size // args.file_rows)).write.format(
-                "delta"
-            ).save(str(seed))
-            for way in args.ways:
-                settings = WAYS[way]
-                table = scratch / f"{way}-{size}"
-                shutil.copytree(seed, table)
-                if settings["deletion_vectors"]:
-                    spark.sql(
-                        f"ALTER TABLE delta.`{table}` "
-                        "SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')"
-                    )
-                spec = load_job(job_file(scratch, table, bool(settings["prune"])), env=args.env,
-                                conf_dir=ROOT / "conf").spec  # fmt: skip
-                sink = build_sink(spec, spec.sinks[0])
+        tables = {
+            (way, size): prepare_target(spark, scratch, way, size, args)
+            for size in args.targets
+            for way in args.ways
+        }
+        top = {key: key[1] for key in tables}
+        times: dict[tuple[str, int], list[float]] = {key: [] for key in tables}
+        metrics: dict[tuple[str, int], dict[str, str]] = {}
+        # round 0 warms the JIT and each table's caches; rounds interleave every table
+        for batch_id in range(args.rounds + 1):
+            for (way, size), (table, sink) in tables.items():
                 spark.conf.set(
-                    SNAPSHOT_PARTITIONS, settings["snapshot_partitions"] or profile_partitions
+                    SNAPSHOT_PARTITIONS, WAYS[way]["snapshot_partitions"] or profile_partitions
                 )
-                top, times, metrics = size, [], []
-                for batch_id in range(args.rounds + 1):
-                    # nine in ten new ids above the maximum, one in ten of the latest updated
-                    fresh = payments_frame(spark, top + 1, top + args.batch - updates, 2)
-                    late = payments_frame(spark, top - updates + 1, top, 1)
-                    batch = fresh.unionByName(late).localCheckpoint()  # the batch, not its making
-                    started = time.perf_counter()
-                    sink.write(batch, BatchContext(f"bench-{way}-{size}", batch_id, guarded=True))
-                    elapsed = time.perf_counter() - started
-                    top += args.batch - updates
-                    if batch_id > 0:  # the first one warms the JIT and the table's caches
-                        times.append(elapsed)
-                        history = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1")
-                        metrics.append(history.first()["operationMetrics"])
-                    print(f"{way} {size:,} batch {batch_id}: {elapsed:.2f}s", flush=True)
-                rows = spark.read.format("delta").load(str(table)).count()
-                if rows != top:
-                    raise SystemExit(f"{way} {size}: {rows} rows in the target, expected {top}")
-                shutil.rmtree(table)
-                results.append(
-                    {
-                        "way": way,
-                        "target_rows": size,
-                        "merge_s": round(statistics.median(times), 2),
-                        "merge_s_min": round(min(times), 2),
-                        "merge_s_max": round(max(times), 2),
-                        **{key: int(metrics[-1].get(key, 0) or 0) for key in METRICS},
-                    }
-                )
-            shutil.rmtree(seed)
+                # nine in ten new ids above the maximum, one in ten of the latest updated
+                high = top[way, size]
+                fresh = payments_frame(spark, high + 1, high + args.batch - updates, 2)
+                late = payments_frame(spark, high - updates + 1, high, 1)
+                batch = fresh.unionByName(late).localCheckpoint()  # the batch, not its making
+                started = time.perf_counter()
+                sink.write(batch, BatchContext(f"bench-{way}-{size}", batch_id, guarded=True))
+                elapsed = time.perf_counter() - started
+                top[way, size] += args.batch - updates
+                if batch_id > 0:
+                    times[way, size].append(elapsed)
+                    history = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1")
+                    metrics[way, size] = history.first()["operationMetrics"]
+                print(f"{way} {size:,} batch {batch_id}: {elapsed:.2f}s", flush=True)
+        results: list[dict[str, Any]] = []
+        for (way, size), (table, _) in tables.items():
+            rows = spark.read.format("delta").load(str(table)).count()
+            if rows != top[way, size]:
+                raise SystemExit(f"{way} {size}: {rows} rows, expected {top[way, size]}")
+            measured = times[way, size]
+            results.append(
+                {
+                    "way": way,
+                    "target_rows": size,
+                    "merge_s": round(statistics.median(measured), 2),
+                    "merge_s_min": round(min(measured), 2),
+                    "merge_s_max": round(max(measured), 2),
+                    **{key: int(metrics[way, size].get(key, 0) or 0) for key in METRICS},
+                }
+            )
         spark.stop()
 
     scaling = {}
