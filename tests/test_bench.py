@@ -21,25 +21,49 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _bench(script: str, *arguments: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH / script), *arguments],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def _start(log: Path, script: str, *arguments: str) -> subprocess.Popen[bytes]:
+    """Start a benchmark, its output into ``log`` (a pipe nobody reads could stall it)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, str(BENCH / script), *arguments],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        )
 
 
-def test_guarantee_cost_runs_and_reports(tmp_path: Path) -> None:
+def _finish(process: subprocess.Popen[bytes], log: Path) -> None:
+    try:
+        process.wait(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+
+
+def test_both_benchmarks_run_and_report(tmp_path: Path) -> None:
+    """Both at once: each is mostly JVM start-up, which two cores overlap well."""
     writers = ["baseline", "at-least-once", "exactly-once"]
-    _bench(
+    cost_log, merge_log = tmp_path / "cost.log", tmp_path / "merge.log"
+    cost = _start(
+        cost_log,
         "guarantee_cost.py", "--records", "4000", "--per-batch", "2000", "--file-records", "1000",
         "--rounds", "1", "--sources", "files", "--writers", *writers, "--env", "test",
         "--out", str(tmp_path), "--name", "smoke",
     )  # fmt: skip
+    merge = _start(
+        merge_log,
+        "merge_scaling.py", "--targets", "2000", "6000", "--batch", "500", "--file-rows", "1000",
+        "--rounds", "1", "--ways", "pruned", "--env", "test", "--out", str(tmp_path),
+        "--name", "smoke_merge",
+    )  # fmt: skip
+    _finish(cost, cost_log)
+    _finish(merge, merge_log)
+    _check_guarantee_cost(tmp_path, writers)
+    _check_merge_scaling(tmp_path)
+
+
+def _check_guarantee_cost(tmp_path: Path, writers: list[str]) -> None:
     report = json.loads((tmp_path / "smoke.json").read_text())
     rows = {row["writer"]: row for row in report["results"]}
     assert sorted(rows) == sorted(writers)
@@ -63,12 +87,7 @@ def test_guarantee_cost_runs_and_reports(tmp_path: Path) -> None:
     assert (tmp_path / "smoke.png").read_bytes().startswith(PNG_MAGIC)
 
 
-def test_merge_scaling_runs_and_reports(tmp_path: Path) -> None:
-    _bench(
-        "merge_scaling.py", "--targets", "2000", "6000", "--batch", "500", "--file-rows", "1000",
-        "--rounds", "1", "--ways", "pruned", "--env", "test", "--out", str(tmp_path),
-        "--name", "smoke_merge",
-    )  # fmt: skip
+def _check_merge_scaling(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "smoke_merge.json").read_text())
     by_size = {row["target_rows"]: row for row in report["results"]}
     assert sorted(by_size) == [2000, 6000]
