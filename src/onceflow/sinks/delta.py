@@ -125,7 +125,7 @@ class DeltaSink(BatchSink):
         source = latest_per_key(frame, merge.keys, merge.order_by)
         self._create_if_missing(spark, source)  # its own commit: outside the txn guard
         condition = " AND ".join(f"t.`{key}` = s.`{key}`" for key in merge.keys)
-        if merge.prune and key_range:
+        if key_range:  # empty without merge.prune
             condition += " AND " + " AND ".join(key_range)
         builder = (
             DeltaTable.forPath(spark, self.path).alias("t").merge(source.alias("s"), condition)
@@ -141,13 +141,13 @@ class DeltaSink(BatchSink):
         never get here; with ``latest`` a repeated key is deduplicated, never Delta's
         "multiple source rows matched" error."""
         null_keys, key_range = _key_summary(frame, merge)
-        any_null = F.lit(False)
-        for key in merge.keys:
-            any_null = any_null | F.col(f"`{key}`").isNull()
         found: list[tuple[str, DataFrame]] = []
         if merge.on_null_key == "fail" and null_keys:
             found.append(
-                ("a NULL key, which would match no row and insert a new one", frame.where(any_null))
+                (
+                    "a NULL key, which would match no row and insert a new one",
+                    frame.where(_any_null_key(merge.keys)),
+                )
             )
         if merge.on_duplicate_key == "fail":
             keys = [F.col(f"`{key}`") for key in merge.keys]
@@ -196,6 +196,14 @@ class DeltaSink(BatchSink):
             writer.save(self.path)  # another creator won: now a no-op
 
 
+def _any_null_key(keys: tuple[str, ...]) -> Column:
+    """True for a row with a NULL in any of ``keys``."""
+    any_null = F.lit(False)
+    for key in keys:
+        any_null = any_null | F.col(f"`{key}`").isNull()
+    return any_null
+
+
 def _key_summary(frame: DataFrame, merge: MergeSpec) -> tuple[int, list[str]]:
     """The batch's rows with a NULL key, and its key range as predicates on the target
     (``t.k >= lo AND t.k <= hi`` per orderable key, with ``merge.prune``), in one aggregate.
@@ -213,10 +221,7 @@ def _key_summary(frame: DataFrame, merge: MergeSpec) -> tuple[int, list[str]]:
     ]
     if not ranged and merge.on_null_key != "fail":
         return 0, []
-    any_null = F.lit(False)
-    for key in merge.keys:
-        any_null = any_null | F.col(f"`{key}`").isNull()
-    aggregates = [F.count_if(any_null).alias("null_keys")]
+    aggregates = [F.count_if(_any_null_key(merge.keys)).alias("null_keys")]
     for index, key in enumerate(ranged):
         aggregates.append(_as_text(F.min(F.col(f"`{key}`")), types[key]).alias(f"lo{index}"))
         aggregates.append(_as_text(F.max(F.col(f"`{key}`")), types[key]).alias(f"hi{index}"))
