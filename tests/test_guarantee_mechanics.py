@@ -137,7 +137,7 @@ def test_at_most_once_ledger_skips_a_replayed_batch(
     # what the writer did with each batch, for the progress line
     skipped = pop_batch_notes(spec.name, 1)["guarantee"]
     written = pop_batch_notes(spec.name, 2)["guarantee"]
-    assert (skipped["action"], skipped["write_ms"]) == ("skipped_by_ledger", {})
+    assert (skipped["action"], skipped["write_ms"]) == ("skipped_as_replay", {})
     assert written["action"] == "written" and written["retries"] == 0
     assert list(written["write_ms"]) == [spec.sinks[0].name]
     assert written["write_ms"][spec.sinks[0].name] > 0

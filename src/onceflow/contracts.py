@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
     from onceflow.config.models import WriteMode
 
@@ -70,6 +70,10 @@ class Sink(Protocol):
     def mode(self) -> WriteMode: ...
 
     def write(self, batch: DataFrame, context: BatchContext) -> None: ...
+
+    def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
+        """App id -> the highest batch id it wrote here; None if the sink keeps no marks."""
+        ...
 
 
 # What a batch's writer learned (quality counts, ...) for the progress listener to report.

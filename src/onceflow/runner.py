@@ -34,11 +34,12 @@ from onceflow.guarantees import (
     CrashPlan,
     WriterSettings,
     check_foreign_sinks,
+    checkpoint_position,
     guarded_writer,
     resolve_app_id,
     table_lock,
 )
-from onceflow.observe import ProgressLogger, skipped_offsets
+from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
 from onceflow.quality import QualityStage, parses_raw
 from onceflow.session import build_session
 from onceflow.sinks import build_sink
@@ -100,6 +101,7 @@ def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
         crash=CrashPlan.from_job(spec.faults, os.environ),
         quality=quality_stage(spec),
         quarantine=_quarantine(spec),
+        replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
     )
     return guarded_writer([build_sink(spec, sink) for sink in spec.sinks], settings)
 
@@ -231,13 +233,14 @@ def _with_trigger(stream: DataStreamWriter, trigger: TriggerSpec) -> DataStreamW
 
 def run_job(loaded: LoadedJob) -> RunResult:
     """Build the session, run the job until its trigger ends it (or forever for
-    ``processing_time``), and report what it processed.
+    ``processing_time``), and report what it processed. Every batch leaves its line in the
+    job's metrics file (``onceflow.observe.metrics``) and the ``onceflow.progress`` log.
 
     Raises:
         OnceflowError: the onceflow error that stopped the query, when there is one.
     """
     spark = build_session(loaded.spec)
-    listener = ProgressLogger(loaded.spec.name)
+    listener = ProgressLogger(loaded.spec.name, MetricsFile(spark, loaded.spec.checkpoint))
     spark.streams.addListener(listener)
     query = start_query(spark, loaded.spec)
     try:

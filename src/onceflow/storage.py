@@ -21,6 +21,7 @@ from onceflow.errors import StorageError
 __all__ = [
     "CheckpointFiles",
     "check_storage",
+    "onceflow_state",
     "single_writer_tables",
     "storage_failure",
     "use_abortable_checkpoints",
@@ -96,6 +97,11 @@ def check_storage(spark: SparkSession, job: str, locations: Mapping[str, str]) -
             raise StorageError(
                 error_class, job=job, role=role, path=location, cause=cause
             ) from None
+
+
+def onceflow_state(checkpoint: str) -> str:
+    """Where onceflow keeps its own state for a checkpoint: app id, ledger, lock, metrics."""
+    return checkpoint.rstrip("/") + "/onceflow"
 
 
 class CheckpointFiles:

@@ -10,6 +10,7 @@ from onceflow.guarantees.foreign import check_foreign_sinks, delta_app_ids
 from onceflow.guarantees.ledger import BatchLedger
 from onceflow.guarantees.lock import CheckpointLock, table_lock
 from onceflow.guarantees.policies import WriterSettings, guarded_writer
+from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
 
 __all__ = [
@@ -17,10 +18,12 @@ __all__ = [
     "AppIdentity",
     "BatchLedger",
     "CheckpointLock",
+    "CheckpointPosition",
     "CrashPlan",
     "CrashPoint",
     "WriterSettings",
     "check_foreign_sinks",
+    "checkpoint_position",
     "delta_app_ids",
     "guarded_writer",
     "onceflow_state",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from onceflow.storage import CheckpointFiles
+from onceflow.storage import CheckpointFiles, onceflow_state
 
 __all__ = ["AppIdentity", "onceflow_state", "resolve_app_id"]
 
@@ -30,11 +30,6 @@ class AppIdentity:
 
     app_id: str
     is_new: bool
-
-
-def onceflow_state(checkpoint: str) -> str:
-    """Where onceflow keeps its own state for a checkpoint."""
-    return checkpoint.rstrip("/") + "/onceflow"
 
 
 def resolve_app_id(spark: SparkSession, checkpoint: str) -> AppIdentity:

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import logging
 
-from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec, ParquetSinkSpec, PostgresSinkSpec
-from onceflow.contracts import COMMIT_MARKER_PREFIX
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import AppIdentity
-from onceflow.sinks import PostgresSink
+from onceflow.sinks import PostgresSink, delta_batch_marks
 from onceflow.storage import CheckpointFiles
 
 __all__ = ["check_foreign_sinks", "delta_app_ids"]
@@ -33,38 +30,7 @@ _log = logging.getLogger("onceflow.guarantees")
 
 def delta_app_ids(spark: SparkSession, path: str) -> set[str]:
     """Every app id that wrote the Delta table at ``path`` (empty if there is no table)."""
-    if not DeltaTable.isDeltaTable(spark, path):
-        return set()
-    log = path.rstrip("/") + "/_delta_log"
-    names = CheckpointFiles(spark, log).names()
-    found: set[str] = set()
-    commits = [f"{log}/{n}" for n in names if n.endswith(".json")]
-    if commits:
-        actions = spark.read.json(commits)
-        if "txn" in actions.columns:
-            found |= _column_values(actions.select(F.col("txn.appId").alias("v")))
-        if (
-            "commitInfo" in actions.columns
-            and "userMetadata" in actions.select("commitInfo.*").columns
-        ):
-            markers = _column_values(actions.select(F.col("commitInfo.userMetadata").alias("v")))
-            found |= {
-                m.removeprefix(COMMIT_MARKER_PREFIX).rsplit(":", 1)[0]
-                for m in markers
-                if m.startswith(COMMIT_MARKER_PREFIX)
-            }
-    checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
-    if checkpoints:
-        snapshot = spark.read.parquet(*checkpoints)
-        if "txn" in snapshot.columns:
-            found |= _column_values(snapshot.select(F.col("txn.appId").alias("v")))
-    return found
-
-
-def _column_values(frame: DataFrame) -> set[str]:
-    """The distinct non-null values of the single column ``v``."""
-    rows = frame.where(F.col("v").isNotNull()).distinct().collect()
-    return {str(row["v"]) for row in rows}
+    return set(delta_batch_marks(spark, path))
 
 
 def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentity) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 
-from onceflow.config import Guarantee
+from onceflow.config import Guarantee, WriteMode
 from onceflow.contracts import BatchContext, BatchWriter, Sink, record_batch_note
 from onceflow.guarantees.faults import CrashPlan, CrashPoint
 from onceflow.guarantees.ledger import BatchLedger
@@ -46,6 +46,9 @@ class WriterSettings:
     # parse and judge each batch first; the good rows go to the sinks, the rest to quarantine
     quality: QualityStage | None = None
     quarantine: Sink | None = None
+    # the batch in flight when the job last stopped (``CheckpointPosition.in_flight``): the
+    # first batch of this run, if it has that id, is its replay
+    replay_of: int | None = None
 
 
 def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWriter:
@@ -78,9 +81,13 @@ def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWrit
                         settings.job,
                         batch_id,
                     )
-                    timing.record(settings.job, batch_id, "skipped_by_ledger")
+                    timing.replay = True
+                    timing.record(settings.job, batch_id, "skipped_as_replay", by="ledger")
                     return
             context = BatchContext(settings.app_id, batch_id, guarded)
+            if batch_id == settings.replay_of:
+                timing.replay = True
+                timing.sinks = _replay_outcomes(batch, [s for s, _ in outputs], context, settings)
             for index, (sink, frame) in enumerate(outputs):
                 if crash is not None and len(outputs) == 1:
                     if crash.fires(CrashPoint.MID_WRITE, batch_id):
@@ -89,7 +96,7 @@ def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWrit
                     timing.retries += _write_with_retries(sink, frame, context, settings)
                 if crash is not None and index == 0 and len(outputs) > 1:
                     crash.crash_if(CrashPoint.MID_WRITE, batch_id)
-            timing.record(settings.job, batch_id, "retried" if timing.retries else "written")
+            timing.record(settings.job, batch_id, timing.action())
             if crash is not None:
                 crash.crash_if(CrashPoint.AFTER_WRITE, batch_id)
 
@@ -120,9 +127,42 @@ def _outputs(
             frame.unpersist()
 
 
+def _replay_outcomes(
+    batch: DataFrame, sinks: list[Sink], context: BatchContext, settings: WriterSettings
+) -> dict[str, str]:
+    """What replaying ``context.batch_id`` does to each sink, from the marks it keeps:
+    ``skipped_as_replay`` (it holds the batch and its guard skips it), ``written_again``
+    (it holds the batch and nothing guards it: duplicates, or an update applied twice),
+    ``replaced`` (replace-batch overwrites it), ``written`` (it did not hold the batch, or
+    keeps no marks to tell)."""
+    outcomes = {}
+    for sink in sinks:
+        marks = sink.batch_marks(batch.sparkSession)
+        held = marks is not None and marks.get(context.app_id, -1) >= context.batch_id
+        if not held:
+            outcomes[sink.name] = "written"
+        elif sink.mode is WriteMode.REPLACE_BATCH:
+            outcomes[sink.name] = "replaced"
+        elif context.guarded:
+            outcomes[sink.name] = "skipped_as_replay"
+        else:
+            outcomes[sink.name] = "written_again"
+            _log.warning(
+                "job '%s': batch %d is a replay and sink '%s' already holds it: written "
+                "again (%s allows duplicates)",
+                settings.job,
+                context.batch_id,
+                sink.name,
+                settings.guarantee.value,
+            )
+    return outcomes
+
+
 class _BatchTiming:
-    """Where a batch's writer spent its time: the guard's own work (the at-most-once
-    ledger claim) and each sink's write, in ms, left as the batch's ``guarantee`` note.
+    """What a batch's writer did, left as the batch's ``guarantee`` note: its ``action``
+    (``written``, ``retried``, ``replayed``, ``skipped_as_replay``), whether the batch was
+    a replay, each sink's outcome on a replay, and where the time went: the guard's own
+    work (the at-most-once ledger claim) and each sink's write, in ms.
 
     Under exactly-once the guard is inside each sink's commit (Delta's transaction id, the
     database ledger row), so it is part of ``write_ms``; ``make bench`` measures it against
@@ -132,6 +172,16 @@ class _BatchTiming:
         self.guard_ms = 0.0
         self.write_ms: dict[str, float] = {}
         self.retries = 0  # Delta conflicts retried, over every sink
+        self.replay = False  # the batch in flight when the job last stopped
+        self.sinks: dict[str, str] = {}  # sink -> its outcome, on a replay
+
+    def action(self) -> str:
+        """The batch's action once its sinks were called."""
+        if self.sinks and all(o == "skipped_as_replay" for o in self.sinks.values()):
+            return "skipped_as_replay"
+        if self.retries:
+            return "retried"
+        return "replayed" if self.replay else "written"
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -149,18 +199,19 @@ class _BatchTiming:
         finally:
             self.write_ms[sink] = round((time.perf_counter() - started) * 1000, 1)
 
-    def record(self, job: str, batch_id: int, action: str) -> None:
-        record_batch_note(
-            job,
-            batch_id,
-            "guarantee",
-            {
-                "action": action,
-                "guard_ms": round(self.guard_ms, 1),
-                "write_ms": self.write_ms,
-                "retries": self.retries,
-            },
-        )
+    def record(self, job: str, batch_id: int, action: str, by: str | None = None) -> None:
+        note: dict[str, object] = {
+            "action": action,
+            "replay": self.replay,
+            "guard_ms": round(self.guard_ms, 1),
+            "write_ms": self.write_ms,
+            "retries": self.retries,
+        }
+        if by is not None:
+            note["by"] = by
+        if self.sinks:
+            note["sinks"] = self.sinks
+        record_batch_note(job, batch_id, "guarantee", note)
 
 
 def _write_with_retries(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onceflow.config import DeltaSinkSpec, JobSpec, ParquetSinkSpec, PostgresSinkSpec, SinkSpec
 from onceflow.sinks.base import BatchSink, is_delta_conflict
-from onceflow.sinks.delta import DeltaSink, dml_transaction
+from onceflow.sinks.delta import DeltaSink, delta_batch_marks, dml_transaction
 from onceflow.sinks.parquet import ParquetSink
 from onceflow.sinks.postgres import PostgresSink
 
@@ -14,6 +14,7 @@ __all__ = [
     "ParquetSink",
     "PostgresSink",
     "build_sink",
+    "delta_batch_marks",
     "dml_transaction",
     "is_delta_conflict",
 ]

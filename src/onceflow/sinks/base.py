@@ -81,6 +81,12 @@ class BatchSink:
         """Called once before the query starts; raises when the sink cannot be written.
         File sinks are checked with the checkpoint's storage (``storage.check_storage``)."""
 
+    def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
+        """App id -> the highest batch id that app wrote here, from the marks the sink
+        keeps (Delta's commit markers and transaction ids, the database ledger); None for a
+        sink that keeps no marks (Parquet)."""
+        return None
+
     def read(self, spark: SparkSession) -> DataFrame:
         """What the sink holds, read as any reader would (verification, row counts)."""
         return spark.read.format(self._spec.kind).load(self.path)

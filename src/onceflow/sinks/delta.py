@@ -38,12 +38,19 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
-from onceflow.contracts import BatchContext
+from onceflow.contracts import COMMIT_MARKER_PREFIX, BatchContext
 from onceflow.errors import SinkError
 from onceflow.sinks.base import BatchSink, is_delta_conflict
 from onceflow.sinks.shaping import latest_per_key
+from onceflow.storage import CheckpointFiles
 
-__all__ = ["DML_TXN_APP_ID", "DML_TXN_VERSION", "DeltaSink", "dml_transaction"]
+__all__ = [
+    "DML_TXN_APP_ID",
+    "DML_TXN_VERSION",
+    "DeltaSink",
+    "delta_batch_marks",
+    "dml_transaction",
+]
 
 DML_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 DML_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
@@ -85,6 +92,9 @@ class DeltaSink(BatchSink):
 
     def __init__(self, job: str, spec: DeltaSinkSpec, mode: WriteMode) -> None:
         super().__init__(job, spec, mode)
+
+    def batch_marks(self, spark: SparkSession) -> dict[str, int]:
+        return delta_batch_marks(spark, self.path)
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
         if self._mode is WriteMode.MERGE:
@@ -289,3 +299,52 @@ def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBui
     if merge.schema_evolution:
         builder = builder.withSchemaEvolution()
     return builder
+
+
+def delta_batch_marks(spark: SparkSession, path: str) -> dict[str, int]:
+    """App id -> the highest batch id it wrote into the Delta table at ``path``.
+
+    Read from the table's log: the ``onceflow:<app id>:<batch id>`` marker of every commit
+    still in the log's JSON files, and the ``txn`` (app id, version = batch id) of
+    exactly-once writes, which Delta also carries into its checkpoints, so it outlives log
+    cleanup. Empty when there is no table.
+    """
+    if not DeltaTable.isDeltaTable(spark, path):
+        return {}
+    log = path.rstrip("/") + "/_delta_log"
+    names = CheckpointFiles(spark, log).names()
+    marks: dict[str, int] = {}
+
+    def add(frame: DataFrame) -> None:
+        for row in frame.where(F.col("app").isNotNull()).groupBy("app").max("batch").collect():
+            app, batch = str(row[0]), int(row[1])
+            marks[app] = max(batch, marks.get(app, batch))
+
+    commits = [f"{log}/{n}" for n in names if n.endswith(".json")]
+    if commits:
+        actions = spark.read.json(commits)
+        if "txn" in actions.columns:
+            add(
+                actions.select(F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch"))
+            )
+        if (
+            "commitInfo" in actions.columns
+            and "userMetadata" in actions.select("commitInfo.*").columns
+        ):
+            marker = F.col("commitInfo.userMetadata")
+            parts = F.split(F.substring(marker, len(COMMIT_MARKER_PREFIX) + 1, 1 << 20), ":")
+            add(
+                actions.where(marker.startswith(COMMIT_MARKER_PREFIX)).select(
+                    parts[0].alias("app"), parts[1].cast("bigint").alias("batch")
+                )
+            )
+    checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
+    if checkpoints:
+        snapshot = spark.read.parquet(*checkpoints)
+        if "txn" in snapshot.columns:
+            add(
+                snapshot.select(
+                    F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch")
+                )
+            )
+    return marks

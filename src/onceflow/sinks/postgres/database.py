@@ -192,15 +192,18 @@ def ledger_record(
     return row is not None
 
 
-def ledger_app_ids(conn: psycopg.Connection[Any], ledger: str, target: str) -> set[str]:
-    """Every app id the ledger records as having written ``target`` (none if no ledger)."""
+def ledger_last_batches(conn: psycopg.Connection[Any], ledger: str, target: str) -> dict[str, int]:
+    """App id -> the highest batch id the ledger records it wrote into ``target`` (empty if
+    there is no ledger)."""
     if existing_columns(conn, ledger) is None:
-        return set()
+        return {}
     rows = conn.execute(
-        sql.SQL("SELECT DISTINCT app_id FROM {} WHERE target = %s").format(qualified(ledger)),
+        sql.SQL("SELECT app_id, max(batch_id) FROM {} WHERE target = %s GROUP BY app_id").format(
+            qualified(ledger)
+        ),
         (target,),
     ).fetchall()
-    return {app_id for (app_id,) in rows}
+    return {app_id: int(batch_id) for (app_id, batch_id) in rows}
 
 
 def drop_stages(conn: psycopg.Connection[Any], table: str, prefix: str) -> list[str]:

@@ -94,15 +94,20 @@ class PostgresSink(BatchSink):
 
     def writers(self) -> set[str]:
         """The app ids the ledger records as having written this table."""
+        return set(self.batch_marks(None))
+
+    def batch_marks(self, spark: SparkSession | None) -> dict[str, int]:
+        """App id -> the last batch id the ledger records it moved into this table (a row
+        is recorded under every guarantee; only exactly-once consults it before writing)."""
         with self._connect() as conn:
-            return db.ledger_app_ids(conn, self._spec.ledger_table, self._spec.table)
+            return db.ledger_last_batches(conn, self._spec.ledger_table, self._spec.table)
 
     def drop(self) -> None:
         """Drop the table, its ledger rows and any staging tables: a clean slate (the prove
         harness uses it before each scenario; a job never calls it)."""
         spec = self._spec
         with self._connect() as conn:
-            for app_id in db.ledger_app_ids(conn, spec.ledger_table, spec.table):
+            for app_id in db.ledger_last_batches(conn, spec.ledger_table, spec.table):
                 db.drop_stages(conn, spec.table, db.stage_prefix(app_id, spec.table))
                 conn.execute(
                     sql.SQL("DELETE FROM {} WHERE target = %s").format(

@@ -1,10 +1,12 @@
 """What a running job reports: one structured line per batch, from Spark's own progress.
 
 ``ProgressLogger`` is a ``StreamingQueryListener``: it logs one JSON line per micro-batch
-to the ``onceflow.progress`` logger, with the numbers a data engineer looks at first,
-including Kafka offsets skipped because they were gone (``failOnDataLoss: false``) and,
-for a job with a ``quality`` block, where the batch's rows went (``quality``: input, good,
-dropped, quarantined, and each rule's violations), as the batch's writer noted them.
+to the ``onceflow.progress`` logger (and the job's metrics file), with the numbers a data
+engineer looks at first: rows and rates, durations by phase, how far behind the source it
+is, what the guarantee did with the batch (``guarantee``), Kafka offsets skipped because
+they were gone (``failOnDataLoss: false``) and, for a job with a ``quality`` block, where
+the batch's rows went (``quality``: input, good, dropped, quarantined, each rule's
+violations), as the batch's writer noted them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pyspark.sql.streaming.listener import (
 )
 
 from onceflow.contracts import pop_batch_notes
+from onceflow.observe.metrics import MetricsFile
 
-__all__ = ["ProgressLogger", "batch_summary", "skipped_offsets"]
+__all__ = ["ProgressLogger", "batch_summary", "skipped_offsets", "source_lag"]
 
 _log = logging.getLogger("onceflow.progress")
 
@@ -64,26 +67,61 @@ def _offsets(value: Any) -> dict[tuple[str, str], int]:
     }
 
 
+def source_lag(progress_json: str) -> dict[str, int] | None:
+    """How far the batch ended behind its sources' newest data, where a source says:
+    ``offsets`` for Kafka (its latest offsets minus where the batch ended, over every
+    partition), ``files``/``bytes`` for a Delta source (``numFilesOutstanding``,
+    ``numBytesOutstanding``). None when no source reports it (a file source does not).
+    """
+    progress = json.loads(progress_json)
+    lag: dict[str, int] = {}
+    for source in progress.get("sources", []):
+        if str(source.get("description", "")).startswith("Kafka"):
+            end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
+            if end and latest:
+                behind = sum(max(0, latest[key] - end.get(key, 0)) for key in latest)
+                lag["offsets"] = lag.get("offsets", 0) + behind
+        metrics = source.get("metrics") or {}
+        for metric, unit in (("numFilesOutstanding", "files"), ("numBytesOutstanding", "bytes")):
+            if metric in metrics:
+                lag[unit] = lag.get(unit, 0) + int(float(metrics[metric]))
+    return lag or None
+
+
 def batch_summary(progress_json: str) -> dict[str, Any]:
-    """The per-batch line: ids, rows, rates, durations, skipped Kafka offsets."""
+    """The per-batch line from Spark's progress: ids, time, rows, rates, durations by
+    phase, source lag, skipped Kafka offsets. ``rows_per_second.in`` is the rate rows
+    arrived at since the previous batch, ``out`` the rate this batch processed them."""
     progress = json.loads(progress_json)
     return {
         "job": progress.get("name"),
         "query_id": progress.get("id"),
+        "run_id": progress.get("runId"),
         "batch_id": progress.get("batchId"),
+        "timestamp": progress.get("timestamp"),
         "input_rows": progress.get("numInputRows"),
-        "input_rows_per_second": progress.get("inputRowsPerSecond"),
-        "processed_rows_per_second": progress.get("processedRowsPerSecond"),
+        "rows_per_second": {
+            "in": progress.get("inputRowsPerSecond"),
+            "out": progress.get("processedRowsPerSecond"),
+        },
         "durations_ms": progress.get("durationMs", {}),
+        "source_lag": source_lag(progress_json),
         "skipped_offsets": skipped_offsets(progress_json),
     }
 
 
 class ProgressLogger(StreamingQueryListener):
-    """Logs ``batch_summary`` of every batch of the queries named ``job`` as one JSON line."""
+    """For every batch of the queries named ``job``: ``batch_summary`` and the notes its
+    writer left (``guarantee``, ``quality``), as one JSON line to the ``onceflow.progress``
+    logger and, given a ``MetricsFile``, to the job's metrics file.
 
-    def __init__(self, job: str) -> None:
+    The log record carries the line as ``record.summary`` too, for a handler that shows it
+    another way (``onceflow.observe.LiveProgress``).
+    """
+
+    def __init__(self, job: str, metrics: MetricsFile | None = None) -> None:
         self._job = job
+        self._metrics = metrics
         self.records = 0  # records the quality stage counted, over every batch
         self.terminated = threading.Event()  # set once the job's query has ended
 
@@ -99,8 +137,10 @@ class ProgressLogger(StreamingQueryListener):
         if isinstance(quality, dict):
             # Spark counts a raw file source's rows as files; the stage counted records
             self.records += int(quality["input"])
+        if self._metrics is not None:
+            self._metrics.write(summary)
         level = logging.WARNING if summary["skipped_offsets"] else logging.INFO
-        _log.log(level, json.dumps(summary, default=str))
+        _log.log(level, json.dumps(summary, default=str), extra={"summary": summary})
 
     def onQueryIdle(self, event: QueryIdleEvent) -> None:
         pass
