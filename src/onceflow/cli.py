@@ -205,7 +205,7 @@ def _prove(args: argparse.Namespace) -> int:
     import time
 
     from onceflow.prove.harness import ProveSettings, prove
-    from onceflow.prove.report import to_json, to_markdown, to_table
+    from onceflow.prove.report import to_json, to_markdown, to_png, to_table
 
     _load(args)  # the job itself must be valid before anything starts
     shutil.rmtree(args.work_dir, ignore_errors=True)
@@ -237,6 +237,13 @@ def _prove(args: argparse.Namespace) -> int:
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(to_markdown(rows, f"onceflow prove {args.job}"))
+    report = args.json or args.markdown
+    if report:
+        # the plot is a convenience: without matplotlib the report above is still whole
+        try:
+            to_png(rows, report.with_suffix(".png"), f"onceflow prove {args.job.name}")
+        except ModuleNotFoundError as exc:
+            print(f"no PNG ({exc.name} missing): pip install 'onceflow[plots]'")
     return EXIT_OK if all(row.promise_held for row in rows) else EXIT_FAILED
 
 

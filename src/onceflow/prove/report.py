@@ -1,4 +1,5 @@
-"""The guarantee report: a terminal table, JSON with the documented field names, Markdown."""
+"""The guarantee report: a terminal table, JSON with the documented field names, Markdown,
+and a PNG of what was lost and duplicated (matplotlib, from the ``plots`` extra)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from onceflow.prove.harness import ProveRow
 
-__all__ = ["FIELDS", "to_json", "to_markdown", "to_table"]
+__all__ = ["FIELDS", "to_json", "to_markdown", "to_png", "to_table"]
 
 FIELDS = (
     "guarantee",
@@ -59,3 +60,81 @@ def to_json(rows: Sequence[ProveRow], path: Path) -> None:
     """Write the rows as a JSON list of objects with exactly ``FIELDS``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([row.as_report() for row in rows], indent=2) + "\n")
+
+
+def _scenario(row: ProveRow) -> str:
+    return f"{row.guarantee} ({row.strategy})" if row.strategy else row.guarantee
+
+
+def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") -> None:
+    """Plot lost and duplicated records per guarantee x crash point into ``path`` (PNG).
+
+    Two panels share the crash points on x; each guarantee is one bar per point, annotated
+    with its count. A scenario whose promise did not hold gets a red edge and "NO" over its
+    bars. matplotlib is imported here, not at module level: this module also runs on
+    clusters where the ``plots`` extra is not installed.
+
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'onceflow[plots]'``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the PNG is the only output
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    points = list(dict.fromkeys(row.crash_point for row in rows))
+    scenarios = list(dict.fromkeys(_scenario(row) for row in rows))
+    by = {(_scenario(row), row.crash_point): row for row in rows}
+    width = 0.8 / max(len(scenarios), 1)
+    colours = plt.get_cmap("tab10")
+
+    figure, axes = plt.subplots(
+        2, 1, figsize=(max(6.0, 1.6 * len(points) * max(len(scenarios), 2) / 2), 7), sharex=True
+    )
+    for axis, measure in zip(axes, ("lost", "duplicated"), strict=True):
+        for index, scenario in enumerate(scenarios):
+            legend: str | None = scenario  # once per guarantee
+            for x, point in enumerate(points):
+                row = by.get((scenario, point))
+                if row is None:
+                    continue
+                count = int(getattr(row, measure))
+                held = row.promise_held
+                offset = x - 0.4 + width * (index + 0.5)
+                axis.bar(
+                    offset,
+                    count,
+                    width * 0.9,
+                    color=colours(index % 10),
+                    edgecolor="black" if held else "red",
+                    linewidth=0.6 if held else 2.5,
+                    label=legend,
+                )
+                legend = None
+                label = str(count) if held else f"{count}\nNO"
+                axis.annotate(
+                    label,
+                    (offset, count),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="black" if held else "red",
+                    fontweight="normal" if held else "bold",
+                )
+        axis.set_ylabel(f"records {measure}")
+        axis.margins(y=0.25)
+        axis.set_ylim(0, max(axis.get_ylim()[1], 1.0))  # all zero is still a readable axis
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(points)), points)
+    axes[-1].set_xlabel("crash point (the job process SIGKILLed there, then restarted)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    kept = sum(row.promise_held for row in rows)
+    figure.suptitle(f"{title}\n{kept} of {len(rows)} scenario(s) kept their promise")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
