@@ -16,7 +16,7 @@ PG_LIB             ?= /usr/lib/postgresql
 PG_CREATECLUSTER_D ?= /etc/postgresql-common/createcluster.d
 ENV    ?= local
 JOB    ?= jobs/payments.yaml
-LINT_DIRS := $(wildcard src tests bench jvm)
+LINT_DIRS := $(wildcard src tests bench jvm notebooks)
 
 # Spark binds to loopback only: this project never listens on another address.
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -25,7 +25,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint test prove test-only bench bench-storage bench-postgres bench-quality clean clean-state
+        sample run validate lint test prove notebooks test-only bench bench-storage bench-postgres bench-quality clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -184,6 +184,10 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 	done; \
 	cat $(PROVE_OUT)/*.md > $(PROVE_OUT)/REPORT.md; \
 	echo "report: $(PROVE_OUT)/REPORT.md ($$(( $$(date +%s) - start ))s)"; exit $$status
+
+NOTEBOOK_TIMEOUT ?= 900
+notebooks: setup ## run the notebooks headless, all at once; executed copies in state/notebooks/executed/
+	$(PY) notebooks/run.py --timeout $(NOTEBOOK_TIMEOUT)
 
 BENCH_ROUNDS ?= 3
 bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows (bench/results/)
