@@ -1,0 +1,260 @@
+"""``onceflow status``: where a job stands, read from its checkpoint, its sinks and its
+metrics, without starting its query or taking its lock (a running job may be asked).
+
+It answers: which batch Spark committed last; whether a batch is in flight (planned, not
+committed), which the next start replays, and what that replay will do to each sink; how
+far the source is ahead; and whether the checkpoint and each sink agree. It flags, as
+problems:
+
+- a sink that holds a batch the checkpoint never planned: the checkpoint was rolled back
+  or replaced by an older copy, and exactly-once sinks will silently skip those batch ids
+  when the job reaches them again;
+- a sink written by another checkpoint's app id that this checkpoint never wrote: a fresh
+  checkpoint against an existing sink (the next start is refused: GUARANTEE_FOREIGN_SINK);
+- a sink missing a committed batch the guarantee promised to deliver (at-least-once,
+  exactly-once): that batch is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from onceflow.config import FileSourceSpec, Guarantee, JobSpec
+from onceflow.guarantees import BatchLedger, CheckpointPosition, checkpoint_position
+from onceflow.observe import read_metrics
+from onceflow.sinks import build_sink
+from onceflow.storage import CheckpointFiles, onceflow_state
+
+__all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """One sink seen against the checkpoint.
+
+    Attributes:
+        last_batch: the highest batch id this checkpoint's app id wrote there; None if it
+            wrote none, or the sink keeps no marks (``marks_kept`` False).
+        other_writers: other app ids -> their highest batch id there.
+        verdict: one sentence for the user.
+        problem: True when the sink and the checkpoint disagree.
+    """
+
+    name: str
+    kind: str
+    path: str
+    marks_kept: bool
+    last_batch: int | None
+    other_writers: dict[str, int]
+    verdict: str
+    problem: bool
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where one job stands; ``problems`` empty means checkpoint and sinks agree."""
+
+    job: str
+    guarantee: str
+    checkpoint: str
+    app_id: str | None
+    last_committed: int | None
+    in_flight: int | None
+    ledger_last: int | None  # at-most-once: the highest batch id claimed in its ledger
+    source_lag: dict[str, Any] | None
+    last_batch: dict[str, Any] | None  # the metrics file's newest line
+    sinks: list[SinkStatus] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self) | {"healthy": self.healthy}, indent=2, default=str)
+
+
+def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
+    """Read the job's checkpoint, sinks and metrics; nothing is written."""
+    state = CheckpointFiles(spark, onceflow_state(spec.checkpoint))
+    app_text = state.read("app_id")
+    app_id = app_text.strip() if app_text else None
+    position = checkpoint_position(spark, spec.checkpoint)
+    ledger_last = None
+    if spec.guarantee is Guarantee.AT_MOST_ONCE:
+        ledger_last = max(BatchLedger(spark, spec.checkpoint).recorded(), default=None)
+    sinks = [
+        _sink_status(spark, spec, build_sink(spec, sink), app_id, position) for sink in spec.outputs
+    ]
+    metrics = read_metrics(spark, spec.checkpoint, last=1)
+    last_line = metrics[-1] if metrics else None
+    return JobStatus(
+        job=spec.name,
+        guarantee=spec.guarantee.value,
+        checkpoint=spec.checkpoint,
+        app_id=app_id,
+        last_committed=position.last_committed,
+        in_flight=position.in_flight,
+        ledger_last=ledger_last,
+        source_lag=_source_lag(spark, spec, last_line),
+        last_batch=last_line,
+        sinks=sinks,
+        problems=[f"sink '{s.name}': {s.verdict}" for s in sinks if s.problem],
+    )
+
+
+def _sink_status(
+    spark: SparkSession,
+    spec: JobSpec,
+    sink: Any,
+    app_id: str | None,
+    position: CheckpointPosition,
+) -> SinkStatus:
+    marks = sink.batch_marks(spark)
+    others = {a: b for a, b in (marks or {}).items() if a != app_id}
+    last = (marks or {}).get(app_id) if app_id else None
+    verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position)
+    return SinkStatus(
+        name=sink.name,
+        kind=type(sink).__name__.removesuffix("Sink").lower(),
+        path=sink.path,
+        marks_kept=marks is not None,
+        last_batch=last,
+        other_writers=others,
+        verdict=verdict,
+        problem=problem,
+    )
+
+
+def sink_verdict(
+    guarantee: Guarantee,
+    marks: dict[str, int] | None,
+    last: int | None,
+    others: dict[str, int],
+    position: CheckpointPosition,
+) -> tuple[str, bool]:
+    """A sink's state against the checkpoint's ``position`` in one sentence, and whether
+    the two disagree. ``marks`` are all the sink's (None: it keeps none), ``last`` this
+    checkpoint's app id's last batch there, ``others`` the other app ids' last batches."""
+    if marks is None:
+        return "keeps no batch marks: its agreement with the checkpoint cannot be read", False
+    planned, committed = position.last_planned, position.last_committed
+    if last is None:
+        if others:
+            ids = ", ".join(f"{a} (to batch {b})" for a, b in sorted(others.items()))
+            return (
+                f"written by another checkpoint's app id {ids}, never by this one: a fresh "
+                "or replaced checkpoint against an existing sink",
+                True,
+            )
+        if committed is not None and guarantee is not Guarantee.AT_MOST_ONCE:
+            return f"holds no batch of this checkpoint, which committed batch {committed}", True
+        return "empty: nothing written yet", False
+    if planned is None or last > planned:
+        return (
+            f"holds batch {last}, but the checkpoint planned only up to "
+            f"{'none' if planned is None else planned}: the checkpoint was rolled back or "
+            "replaced; exactly-once writes will skip those batch ids when they come again",
+            True,
+        )
+    if last == position.in_flight:
+        return f"holds batch {last}, the one in flight: {_replay_effect(guarantee)}", False
+    if committed is not None and last < committed:
+        if guarantee is Guarantee.AT_MOST_ONCE:
+            return (
+                f"last batch {last}, the checkpoint committed {committed}: batches after "
+                f"{last} wrote nothing here (at-most-once loses a batch a crash interrupted)",
+                False,
+            )
+        return (
+            f"last batch {last}, but the checkpoint committed {committed}: the batches "
+            "between are missing here",
+            True,
+        )
+    return f"in step: last batch {last}", False
+
+
+def _replay_effect(guarantee: Guarantee) -> str:
+    if guarantee is Guarantee.AT_MOST_ONCE:
+        return "its replay is skipped by the at-most-once ledger"
+    if guarantee is Guarantee.EXACTLY_ONCE:
+        return "its replay skips this sink (the batch id guards it)"
+    return "its replay writes it again (at-least-once: duplicates)"
+
+
+def _source_lag(
+    spark: SparkSession, spec: JobSpec, last_line: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Files not yet read, for a file source (counted now); else what the last batch's
+    metrics line said (Kafka offsets, Delta files), with its batch id."""
+    if isinstance(spec.source, FileSourceSpec):
+        unread = _unread_files(spark, spec.source.path, spec.checkpoint)
+        if unread is not None:
+            return {"files": unread, "as_of": "now"}
+    if last_line and last_line.get("source_lag"):
+        return dict(last_line["source_lag"]) | {"as_of": f"batch {last_line['batch_id']}"}
+    return None
+
+
+def _unread_files(spark: SparkSession, folder: str, checkpoint: str) -> int | None:
+    """Data files in ``folder`` that the file source's log (``sources/0``) has not listed."""
+    present = {
+        name for name in CheckpointFiles(spark, folder).names() if not name.startswith(("_", "."))
+    }
+    log = CheckpointFiles(spark, checkpoint.rstrip("/") + "/sources/0")
+    seen: set[str] = set()
+    for entry in log.names():
+        if entry.startswith("."):
+            continue
+        for line in (log.read(entry) or "").splitlines()[1:]:  # the first line is "v1"
+            path = json.loads(line).get("path", "")
+            seen.add(path.rstrip("/").rsplit("/", 1)[-1])
+    return len(present - seen)
+
+
+def render_status(status: JobStatus) -> str:
+    """The status as lines for a terminal."""
+
+    def batch(value: int | None) -> str:
+        return "none" if value is None else f"batch {value}"
+
+    lines = [
+        f"job '{status.job}' ({status.guarantee}), checkpoint {status.checkpoint}",
+        f"  app id          {status.app_id or 'none yet (the job never started)'}",
+        f"  last committed  {batch(status.last_committed)}",
+    ]
+    if status.in_flight is not None:
+        lines.append(
+            f"  in flight       batch {status.in_flight}: planned, not committed; "
+            "the next start replays it"
+        )
+    else:
+        lines.append("  in flight       none")
+    if status.ledger_last is not None:
+        lines.append(f"  ledger          batch {status.ledger_last} claimed last (at-most-once)")
+    lag = status.source_lag
+    if lag:
+        amounts = ", ".join(f"{v:,} {k}" for k, v in lag.items() if k != "as_of")
+        lines.append(f"  source lag      {amounts} ({lag['as_of']})")
+    else:
+        lines.append("  source lag      unknown")
+    last = status.last_batch
+    if last:
+        guarantee = (last.get("guarantee") or {}).get("action", "-")
+        seconds = float((last.get("durations_ms") or {}).get("triggerExecution", 0)) / 1000
+        lines.append(
+            f"  last metrics    batch {last['batch_id']} at {last.get('timestamp')}: "
+            f"{int(last.get('input_rows') or 0):,} rows in {seconds:.2f} s, {guarantee}"
+        )
+    for sink in status.sinks:
+        lines.append(f"  sink '{sink.name}' ({sink.kind}, {sink.path})")
+        lines.append(f"    {'PROBLEM: ' if sink.problem else ''}{sink.verdict}")
+    if status.healthy:
+        lines.append("ok: the checkpoint and the sinks agree")
+    else:
+        lines.append(f"{len(status.problems)} problem(s): checkpoint and sinks disagree")
+    return "\n".join(lines)
