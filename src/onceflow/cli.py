@@ -1,6 +1,8 @@
-"""The ``onceflow`` command: validate, run, sample, produce, prove, jars, pyfiles, entrypoint.
+"""The ``onceflow`` command: validate, run, status, sample, produce, prove, jars, pyfiles,
+entrypoint.
 
-Exit codes: 0 success; 1 the job failed while running; 2 the job or the command line is
+Exit codes: 0 success; 1 the job failed while running (for ``status``: its checkpoint and
+sinks disagree; for ``prove``: a promise was broken); 2 the job or the command line is
 invalid (found before Spark starts).
 """
 
@@ -49,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job until its trigger ends it")
     _job_arguments(run)
     run.set_defaults(handler=_run)
+
+    status = commands.add_parser(
+        "status",
+        help="where the job stands: last committed batch, a batch in flight, source lag, and "
+        "whether its checkpoint and sinks agree (exit 1 when they do not)",
+    )
+    _job_arguments(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=_status)
 
     replay = commands.add_parser(
         "replay-quarantine",
@@ -160,13 +171,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     loaded = _load(args)  # every config error surfaces here, before Spark starts
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from onceflow.observe import console_handler  # imports pyspark: only when running
+    from onceflow.runner import run_job, sink_row_counts
+
+    # a terminal gets one live progress line; a pipe or a file gets plain log lines
+    handler = console_handler(sys.stderr)
     logging.getLogger("onceflow").addHandler(handler)
     logging.getLogger("onceflow").setLevel(logging.INFO)
-    from onceflow.runner import run_job, sink_row_counts  # imports pyspark: only when running
-
-    result = run_job(loaded)
+    try:
+        result = run_job(loaded)
+    finally:
+        logging.getLogger("onceflow").removeHandler(handler)
+        handler.close()
     print(
         f"job '{loaded.spec.name}' on {result.master}: {result.batches} batch(es), "
         f"{result.input_rows} input row(s), query {result.query_id}"
@@ -176,6 +192,16 @@ def _run(args: argparse.Namespace) -> int:
     for name, path, rows in sink_row_counts(loaded.spec):
         print(f"sink '{name}': {rows} row(s) at {path}")
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from onceflow.session import build_session  # imports pyspark: only when reading state
+    from onceflow.status import job_status, render_status
+
+    status = job_status(build_session(loaded.spec), loaded.spec)
+    print(status.to_json() if args.json else render_status(status))
+    return EXIT_OK if status.healthy else EXIT_FAILED
 
 
 def _replay_quarantine(args: argparse.Namespace) -> int:
