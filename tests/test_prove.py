@@ -1,5 +1,6 @@
-"""``onceflow prove``: the reduced matrix in real processes, the report, and a broken
-writer the harness must catch."""
+"""``onceflow prove``: checkpoint faults, a broken writer the harness must catch, and a
+PostgreSQL job. The reduced matrix in real processes runs in the guarantees notebook
+(tests/test_notebooks.py), its report's assertions with it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from onceflow.cli import EXIT_FAILED, EXIT_OK, main
-from onceflow.prove.report import FIELDS
 from onceflow.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, ROOT
 
@@ -44,34 +44,6 @@ def prove(tmp_path: Path, *args: str, job: str = JOB) -> tuple[int, list[dict[st
     return code, json.loads(report.read_text()), markdown.read_text()
 
 
-def test_reduced_matrix_in_real_processes(tmp_path: Path) -> None:
-    """At-least-once and exactly-once at the two crash points where they differ (inside
-    the write, after it), as SIGKILLed processes. tests/test_guarantees.py runs every
-    guarantee at every crash point in process, and test_guarantee_mechanics.py the
-    at-most-once ledger's skip; here the kills are real."""
-    code, rows, markdown = prove(
-        tmp_path,
-        "--guarantees",
-        "at-least-once,exactly-once",
-        "--crash-points",
-        "mid_write,after_write",
-    )
-    assert code == EXIT_OK, rows
-    assert len(rows) == 4
-    assert all(tuple(row) == FIELDS for row in rows)
-    assert all(row["promise_held"] for row in rows)
-    by = {(row["guarantee"], row["crash_point"]): row for row in rows}
-    # every crash really happened in a separate process
-    assert all(row["kills"] == 1 for row in rows)
-    # the weaker guarantees' failures are visible, not assumed
-    assert by[("at-least-once", "after_write")]["duplicated"] == 30  # batch 0 twice
-    assert by[("at-least-once", "mid_write")]["lost"] == 0
-    for point in ("mid_write", "after_write"):
-        row = by[("exactly-once", point)]
-        assert (row["lost"], row["duplicated"], row["balance_drift"]) == (0, 0, 0.0), row
-    assert "4 of 4 scenario(s) kept their promise." in markdown
-
-
 def test_checkpoint_faults(tmp_path: Path) -> None:
     # fresh_checkpoint is caught in process (test_guarantee_mechanics.py); these two need
     # a real second process and a real restart
@@ -79,6 +51,8 @@ def test_checkpoint_faults(tmp_path: Path) -> None:
     assert code == EXIT_OK, rows
     assert [row["crash_point"] for row in rows] == ["deleted_commit", "second_instance"]
     assert all(row["promise_held"] and row["lost"] == 0 for row in rows)
+    # the CLI plots the report next to its JSON
+    assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_the_harness_catches_an_unguarded_exactly_once_writer(

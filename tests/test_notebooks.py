@@ -1,0 +1,188 @@
+"""The three notebooks, executed headless as ``make notebooks`` does, and what they produced.
+
+They run at once, each in its own kernel (their JVM start-ups overlap). The guarantees
+notebook runs the reduced prove matrix in real, SIGKILLed processes, and the performance
+notebook, given an empty results folder, the benchmarks' smoke run: the assertions on both
+live here, so that the suite does that work once. The prove report's plot is also tested
+alone, on hand-made rows, without Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from onceflow.prove.harness import ProveRow
+from onceflow.prove.report import FIELDS, to_png
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.spark, pytest.mark.chaos, pytest.mark.slow]
+
+NOTEBOOKS = ROOT / "notebooks"
+EXPLORE, GUARANTEES, PERFORMANCE = (
+    "01_explore_a_job.ipynb",
+    "02_guarantees_demonstrated.ipynb",
+    "03_performance.ipynb",
+)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Execute the notebooks at once, each with its own output folder; their folder."""
+    base = tmp_path_factory.mktemp("notebooks")
+    settings = {
+        EXPLORE: {"ONCEFLOW_NB_OUT": str(base / "explore")},
+        GUARANTEES: {
+            "ONCEFLOW_NB_OUT": str(base / "guarantees"),
+            # where at-least-once and exactly-once differ: inside the write and after it
+            "ONCEFLOW_NB_GUARANTEES": "at-least-once,exactly-once",
+            "ONCEFLOW_NB_CRASH_POINTS": "mid_write,after_write",
+        },
+        PERFORMANCE: {"ONCEFLOW_NB_RESULTS": str(base / "results")},  # empty: the smoke run
+    }
+    environ = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+    }
+    options = ["--out", str(base / "executed"), "--timeout", "600"]
+    running = {}
+    for name, extra in settings.items():
+        log = (base / f"{name}.log").open("wb")  # a pipe nobody reads could stall it
+        process = subprocess.Popen(
+            [sys.executable, str(NOTEBOOKS / "run.py"), str(NOTEBOOKS / name), *options],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**environ, **extra},
+            cwd=NOTEBOOKS,  # the notebooks find the project root themselves
+        )
+        running[name] = (process, log)
+    failed = []
+    for name, (process, log) in running.items():
+        try:
+            process.wait(timeout=1200)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+        if process.returncode != 0:
+            failed.append(f"{name}:\n{(base / f'{name}.log').read_text(errors='replace')[-4000:]}")
+    assert not failed, "\n\n".join(failed)
+    return base
+
+
+def test_committed_notebooks_have_no_outputs() -> None:
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert (cell.outputs, cell.execution_count) == ([], None), path.name
+
+
+def test_explore_notebook_plots_the_jobs_metrics(ran: Path) -> None:
+    executed = nbformat.read(ran / "executed" / EXPLORE, as_version=4)
+    assert all(cell.get("execution_count") for cell in executed.cells if cell.cell_type == "code")
+    assert (ran / "explore" / "metrics.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_guarantees_notebook_shows_each_promise_kept(ran: Path) -> None:
+    """At-least-once and exactly-once at the two crash points where they differ, as
+    SIGKILLed processes. tests/test_guarantees.py runs every guarantee at every crash point
+    in process, and test_guarantee_mechanics.py the at-most-once ledger's skip; here the
+    kills are real."""
+    out = ran / "guarantees"
+    rows = json.loads((out / "report.json").read_text())
+    assert len(rows) == 4
+    assert all(tuple(row) == FIELDS for row in rows)
+    assert all(row["promise_held"] for row in rows)
+    by = {(row["guarantee"], row["crash_point"]): row for row in rows}
+    # every crash really happened in a separate process
+    assert all(row["kills"] == 1 for row in rows)
+    # the weaker guarantee's failure is visible, not assumed
+    assert by[("at-least-once", "after_write")]["duplicated"] == 30  # batch 0 twice
+    assert by[("at-least-once", "mid_write")]["lost"] == 0
+    for point in ("mid_write", "after_write"):
+        row = by[("exactly-once", point)]
+        assert (row["lost"], row["duplicated"], row["balance_drift"]) == (0, 0, 0.0), row
+    assert "4 of 4 scenario(s) kept their promise." in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_performance_notebook_ran_the_benchmarks_smoke(ran: Path) -> None:
+    """Not a measurement (a few thousand records say nothing): the benchmarks run, every
+    run's table held each record once (a benchmark exits non-zero otherwise), and the JSON,
+    Markdown and PNG reports, the benchmarks' and the notebook's, come out whole."""
+    results = ran / "results"
+    _check_guarantee_cost(results, ["baseline", "at-least-once", "exactly-once"])
+    _check_merge_scaling(results)
+    for plot in ("records_per_s", "batch_ms", "merge"):
+        assert (results / f"notebook_{plot}.png").read_bytes().startswith(PNG_MAGIC)
+    executed = nbformat.read(ran / "executed" / PERFORMANCE, as_version=4)
+    shown = [out.get("data", {}).get("text/markdown", "") for c in executed.cells
+             for out in c.get("outputs", [])]  # fmt: skip
+    assert any("Smoke run, not a measurement" in text for text in shown)
+
+
+def _check_guarantee_cost(folder: Path, writers: list[str]) -> None:
+    report = json.loads((folder / "smoke.json").read_text())
+    rows = {row["writer"]: row for row in report["results"]}
+    assert sorted(rows) == sorted(writers)
+    for row in rows.values():
+        assert (row["source"], row["records"], row["batches"]) == ("files", 4000, 2)
+        assert 0 < row["p50_batch_ms"] <= row["p95_batch_ms"]
+        assert row["records_per_s_min"] <= row["records_per_s"] <= row["records_per_s_max"]
+        assert row["driver_jvm_peak_mb"] > 100 and row["driver_python_peak_mb"] > 10
+    assert rows["baseline"]["x_baseline"] == 1.0
+    exactly_once = rows["exactly-once"]
+    assert exactly_once["x_baseline"] == round(
+        exactly_once["records_per_s"] / rows["baseline"]["records_per_s"], 2
+    )
+    overhead = exactly_once["p50_batch_ms"] - rows["at-least-once"]["p50_batch_ms"]
+    assert exactly_once["guard_overhead_ms_p50"] == overhead
+    assert {t["target"] for t in report["targets"]} == {
+        "exactly-once transactional >= 0.9x baseline",
+        "exactly-once guard overhead <= 100 ms",
+    }
+    assert "| files | 4,000 | exactly-once |" in (folder / "smoke.md").read_text()
+    assert (folder / "smoke.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _check_merge_scaling(folder: Path) -> None:
+    report = json.loads((folder / "smoke_merge.json").read_text())
+    by_size = {row["target_rows"]: row for row in report["results"]}
+    assert sorted(by_size) == [2000, 6000]
+    for row in by_size.values():
+        # 450 new ids inserted, 50 of the latest updated, in the one measured batch
+        assert (row["numTargetRowsInserted"], row["numTargetRowsUpdated"]) == (450, 50)
+    ratio = by_size[6000]["merge_s"] / by_size[2000]["merge_s"]
+    assert report["x_largest_vs_smallest_target"]["pruned"] == pytest.approx(ratio, abs=0.01)
+    assert (folder / "smoke_merge.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _row(guarantee: str, point: str, lost: int = 0, duplicated: int = 0) -> ProveRow:
+    held = guarantee != "exactly-once" or lost == duplicated == 0
+    return ProveRow(
+        guarantee, "append", point, 1, 60, 60 - lost + duplicated, lost, duplicated, 0.0, "", held
+    )
+
+
+def test_prove_report_png(tmp_path: Path) -> None:
+    """Without Spark: a PNG of a plausible size, also for rows of all zeros."""
+    rows = [
+        _row("at-least-once", "after_write", duplicated=30),
+        _row("at-least-once", "mid_write"),
+        _row("exactly-once", "after_write", duplicated=30),  # a broken promise
+        _row("exactly-once", "mid_write"),
+    ]
+    to_png(rows, tmp_path / "deep" / "report.png")
+    data = (tmp_path / "deep" / "report.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    to_png([_row("exactly-once", "before_write")], tmp_path / "zeros.png")
+    assert (tmp_path / "zeros.png").read_bytes().startswith(PNG_MAGIC)
