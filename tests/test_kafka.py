@@ -9,12 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from onceflow.errors import SourceError
 from onceflow.prove.produce import produce_payments
 from onceflow.runner import start_query
 from onceflow.services import LocalKafka
+from onceflow.status import job_status
 from tests.conftest import KAFKA_USER, JobLoader
 from tests.payments_check import events_delivery
 from tests.streaming import run_to_end
@@ -62,7 +64,22 @@ def test_kafka_to_delta_across_a_crash(
     crashing = job_in(*job, f"faults.crash_point={point}", "faults.batch_id=1").spec
     with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
         run_to_end(spark, crashing)
+    lag_check = case == "exactly-once-transactional/mid_write"
+    if lag_check:  # status asks the broker how far past batch 1 (in flight) the topic goes
+        stalled = job_status(spark, crashing)
+        assert stalled.in_flight == 1 and stalled.source_lag is not None, stalled
     run_to_end(spark, job_in(*job).spec)
+    if lag_check:
+        # the truth: 120 produced minus what batches 0 and 1 committed into the table
+        history = DeltaTable.forPath(spark, crashing.sinks[0].path).history().collect()
+        first_two = sum(
+            int(row["operationMetrics"]["numOutputRows"])
+            for row in history
+            if (row["userMetadata"] or "").rsplit(":", 1)[-1] in ("0", "1")
+        )
+        assert stalled.source_lag == {"offsets": 120 - first_two, "as_of": "now"}
+        drained = job_status(spark, crashing)
+        assert drained.healthy and drained.source_lag == {"offsets": 0, "as_of": "now"}
 
     table = crashing.sinks[0].path
     events = events_delivery(spark, table, 120)

@@ -23,10 +23,11 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import FileSourceSpec, Guarantee, JobSpec
+from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec
 from onceflow.guarantees import BatchLedger, CheckpointPosition, checkpoint_position
 from onceflow.observe import read_metrics
 from onceflow.sinks import build_sink
+from onceflow.sources import latest_offsets
 from onceflow.storage import CheckpointFiles, onceflow_state
 
 __all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
@@ -100,7 +101,7 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
         last_committed=position.last_committed,
         in_flight=position.in_flight,
         ledger_last=ledger_last,
-        source_lag=_source_lag(spark, spec, last_line),
+        source_lag=_source_lag(spark, spec, position, last_line),
         last_batch=last_line,
         sinks=sinks,
         problems=[f"sink '{s.name}': {s.verdict}" for s in sinks if s.problem],
@@ -187,20 +188,47 @@ def _replay_effect(guarantee: Guarantee) -> str:
 
 
 def _source_lag(
-    spark: SparkSession, spec: JobSpec, last_line: dict[str, Any] | None
+    spark: SparkSession,
+    spec: JobSpec,
+    position: CheckpointPosition,
+    last_line: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """Files not yet read, for a file source (counted now); else what the last batch's
-    metrics line said (Kafka offsets, Delta files), with its batch id."""
+    """How much of the source the job has not read, counted now where it can be: files
+    its file source has not listed, Kafka offsets past those of the last planned batch
+    (asked of the broker); else what the last batch's metrics line said, with its batch."""
     if isinstance(spec.source, FileSourceSpec):
-        unread = _unread_files(spark, spec.source.path, spec.checkpoint)
-        if unread is not None:
-            return {"files": unread, "as_of": "now"}
+        return {"files": _unread_files(spark, spec.source.path, spec.checkpoint), "as_of": "now"}
+    if isinstance(spec.source, KafkaSourceSpec) and position.last_planned is not None:
+        behind = _kafka_offsets_behind(spark, spec.source, spec.checkpoint, position.last_planned)
+        if behind is not None:
+            return {"offsets": behind, "as_of": "now"}
     if last_line and last_line.get("source_lag"):
         return dict(last_line["source_lag"]) | {"as_of": f"batch {last_line['batch_id']}"}
     return None
 
 
-def _unread_files(spark: SparkSession, folder: str, checkpoint: str) -> int | None:
+def _kafka_offsets_behind(
+    spark: SparkSession, source: KafkaSourceSpec, checkpoint: str, batch_id: int
+) -> int | None:
+    """The broker's latest offsets minus the end offsets Spark planned for ``batch_id``
+    (``offsets/<batch>``: a version line, a metadata line, then one line per source);
+    None when the broker does not answer."""
+    text = CheckpointFiles(spark, checkpoint.rstrip("/") + "/offsets").read(str(batch_id))
+    lines = (text or "").splitlines()
+    if len(lines) < 3 or not lines[2].startswith("{"):
+        return None
+    planned = {
+        (topic, int(partition)): int(offset)
+        for topic, partitions in json.loads(lines[2]).items()
+        for partition, offset in partitions.items()
+    }
+    latest = latest_offsets(spark, source, list(planned))
+    if not latest:
+        return None
+    return sum(max(0, latest[key] - planned[key]) for key in planned if key in latest)
+
+
+def _unread_files(spark: SparkSession, folder: str, checkpoint: str) -> int:
     """Data files in ``folder`` that the file source's log (``sources/0``) has not listed."""
     present = {
         name for name in CheckpointFiles(spark, folder).names() if not name.startswith(("_", "."))

@@ -7,11 +7,17 @@ from pyspark.sql import DataFrame, SparkSession
 from onceflow.config import DeltaSourceSpec, FileSourceSpec, KafkaSourceSpec, SourceSpec
 from onceflow.sources.delta import read_delta_stream
 from onceflow.sources.files import read_file_stream
-from onceflow.sources.kafka import KAFKA_COORDINATES, describe_lost_offsets, read_kafka_stream
+from onceflow.sources.kafka import (
+    KAFKA_COORDINATES,
+    describe_lost_offsets,
+    latest_offsets,
+    read_kafka_stream,
+)
 
 __all__ = [
     "KAFKA_COORDINATES",
     "describe_lost_offsets",
+    "latest_offsets",
     "read_delta_stream",
     "read_file_stream",
     "read_kafka_stream",

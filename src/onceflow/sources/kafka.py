@@ -33,6 +33,7 @@ __all__ = [
     "KAFKA_COORDINATES",
     "describe_lost_offsets",
     "kafka_coordinates",
+    "latest_offsets",
     "read_kafka_stream",
 ]
 
@@ -104,8 +105,22 @@ def describe_lost_offsets(spark: SparkSession, spec: KafkaSourceSpec, failure: s
     return "; ".join(parts)
 
 
+def latest_offsets(
+    spark: SparkSession, spec: KafkaSourceSpec, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The offset after the newest record of each partition, asked of the broker with the
+    job's own client settings; empty when the broker does not answer."""
+    return _list_offsets(spark, spec, partitions, "latest")
+
+
 def _earliest_offsets(
     spark: SparkSession, spec: KafkaSourceSpec, partitions: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    return _list_offsets(spark, spec, partitions, "earliest")
+
+
+def _list_offsets(
+    spark: SparkSession, spec: KafkaSourceSpec, partitions: list[tuple[str, int]], which: str
 ) -> dict[tuple[str, int], int]:
     jvm: Any = spark.sparkContext._jvm
     kafka = jvm.org.apache.kafka.clients.admin
@@ -120,14 +135,14 @@ def _earliest_offsets(
         for topic, partition in partitions:
             request.put(
                 jvm.org.apache.kafka.common.TopicPartition(topic, partition),
-                kafka.OffsetSpec.earliest(),
+                getattr(kafka.OffsetSpec, which)(),
             )
         answer = admin.listOffsets(request).all().get()
         return {
             (str(tp.topic()), int(tp.partition())): int(answer.get(tp).offset())
             for tp in answer.keySet().toArray()
         }
-    except Exception:  # the error path must not hide the original failure behind another
+    except Exception:  # callers report "unknown"; on the error path it must not hide the cause
         return {}
     finally:
         admin.close()
