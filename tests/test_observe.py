@@ -36,6 +36,7 @@ from onceflow.observe import (
 from onceflow.prove.workload import write_payment_files
 from onceflow.status import sink_verdict
 from tests.conftest import ROOT
+from tests.test_readme import blocks
 
 JOB = str(ROOT / "jobs" / "payments_exactly_once_transactional.yaml")
 ONCEFLOW = str(Path(sys.executable).with_name("onceflow"))
@@ -156,6 +157,10 @@ def test_metrics_live_line_and_status_through_a_crash(
     assert (replayed["action"], replayed["replay"]) == ("replayed", True)
     assert replayed["sinks"] == {"events": "skipped_as_replay", "balances": "written"}
     assert _commit_rows(spark, tmp_path / "events") == written  # the replay added nothing
+    # the README's metrics line has the fields of a real one
+    shown_line = json.loads(next(b for b in blocks("json") if '"batch_id"' in b))
+    assert set(shown_line) == set(lines[1])
+    assert set(shown_line["guarantee"]) == set(replayed)
 
     # healthy: committed through 1, nothing in flight, both sinks in step
     code, status = _status(tmp_path, capsys)

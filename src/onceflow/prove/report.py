@@ -63,13 +63,22 @@ def to_json(rows: Sequence[ProveRow], path: Path) -> None:
 
 
 def _scenario(row: ProveRow) -> str:
-    return f"{row.guarantee} ({row.strategy})" if row.strategy else row.guarantee
+    has_strategy = row.strategy and row.strategy != "-"
+    return f"{row.guarantee} ({row.strategy})" if has_strategy else row.guarantee
+
+
+_AXIS_LABELS = {
+    "lost": "records lost",
+    "duplicated": "records duplicated",
+    "balance_drift": "balance drift\n(sum of |balance - exact sum|)",
+}
 
 
 def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") -> None:
-    """Plot lost and duplicated records per guarantee x crash point into ``path`` (PNG).
+    """Plot lost and duplicated records per guarantee x crash point into ``path`` (PNG),
+    and the balance drift when an aggregate sink was checked.
 
-    Two panels share the crash points on x; each guarantee is one bar per point, annotated
+    The panels share the crash points on x; each guarantee is one bar per point, annotated
     with its count. A scenario whose promise did not hold gets a red edge and "NO" over its
     bars. matplotlib is imported here, not at module level: this module also runs on
     clusters where the ``plots`` extra is not installed.
@@ -89,22 +98,29 @@ def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") 
     width = 0.8 / max(len(scenarios), 1)
     colours = plt.get_cmap("tab10")
 
+    # a loss or a double write may show only in an aggregate sink (its balances)
+    measures = ["lost", "duplicated"]
+    if any(row.balance_drift is not None for row in rows):
+        measures.append("balance_drift")
     figure, axes = plt.subplots(
-        2, 1, figsize=(max(6.0, 1.6 * len(points) * max(len(scenarios), 2) / 2), 7), sharex=True
+        len(measures),
+        1,
+        figsize=(max(6.0, 1.6 * len(points) * max(len(scenarios), 2) / 2), 3.5 * len(measures)),
+        sharex=True,
     )
-    for axis, measure in zip(axes, ("lost", "duplicated"), strict=True):
+    for axis, measure in zip(axes, measures, strict=True):
         for index, scenario in enumerate(scenarios):
             legend: str | None = scenario  # once per guarantee
             for x, point in enumerate(points):
                 row = by.get((scenario, point))
                 if row is None:
                     continue
-                count = int(getattr(row, measure))
+                value = float(getattr(row, measure) or 0)
                 held = row.promise_held
                 offset = x - 0.4 + width * (index + 0.5)
                 axis.bar(
                     offset,
-                    count,
+                    value,
                     width * 0.9,
                     color=colours(index % 10),
                     edgecolor="black" if held else "red",
@@ -112,10 +128,11 @@ def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") 
                     label=legend,
                 )
                 legend = None
-                label = str(count) if held else f"{count}\nNO"
+                text = f"{value:,.2f}" if measure == "balance_drift" else f"{value:,.0f}"
+                label = text if held else f"{text}\nNO"
                 axis.annotate(
                     label,
-                    (offset, count),
+                    (offset, value),
                     xytext=(0, 2),
                     textcoords="offset points",
                     ha="center",
@@ -124,10 +141,11 @@ def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") 
                     color="black" if held else "red",
                     fontweight="normal" if held else "bold",
                 )
-        axis.set_ylabel(f"records {measure}")
+        axis.set_ylabel(_AXIS_LABELS[measure])
         axis.margins(y=0.25)
         axis.set_ylim(0, max(axis.get_ylim()[1], 1.0))  # all zero is still a readable axis
-        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if measure != "balance_drift":
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(range(len(points)), points)
     axes[-1].set_xlabel("crash point (the job process SIGKILLed there, then restarted)")
