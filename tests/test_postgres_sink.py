@@ -26,6 +26,7 @@ from onceflow.services import LocalPostgres
 from onceflow.sinks import PostgresSink, build_sink
 from onceflow.sinks.postgres.database import STAGE_PREFIX, connection_params
 from onceflow.sinks.postgres.staging import StageTask
+from onceflow.status import job_status
 from tests.conftest import PG_PASSWORD, JobLoader
 from tests.streaming import run_to_end
 
@@ -133,8 +134,18 @@ def test_crash_and_restart(
     )
     with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
         run_to_end(spark, crashing)
+    if (guarantee, point) == ("exactly-once", "mid_write"):
+        # status reads the ledger: the first sink holds batch 0, in flight; the second not
+        stalled = job_status(spark, crashing)
+        assert (stalled.healthy, stalled.last_committed, stalled.in_flight) == (True, None, 0)
+        first, second = stalled.sinks
+        assert (first.last_batch, second.last_batch) == (0, None), stalled
+        assert "its replay skips this sink" in first.verdict
     spec = pg_job(*chosen)
     run_to_end(spark, spec)
+    status = job_status(spark, spec)
+    assert (status.healthy, status.last_committed, status.in_flight) == (True, 1, None), status
+    assert [s.last_batch for s in status.sinks] == [1, 1], status
 
     delivery = measure_delivery(spark, spec, RECORDS, seed=7)
     lost, duplicated, balances_exact = EXPECTED[(guarantee, point)]

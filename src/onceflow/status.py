@@ -23,7 +23,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec
+from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec, SinkSpec
 from onceflow.guarantees import BatchLedger, CheckpointPosition, checkpoint_position
 from onceflow.observe import read_metrics
 from onceflow.sinks import build_sink
@@ -88,9 +88,7 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
     ledger_last = None
     if spec.guarantee is Guarantee.AT_MOST_ONCE:
         ledger_last = max(BatchLedger(spark, spec.checkpoint).recorded(), default=None)
-    sinks = [
-        _sink_status(spark, spec, build_sink(spec, sink), app_id, position) for sink in spec.outputs
-    ]
+    sinks = [_sink_status(spark, spec, sink, app_id, position) for sink in spec.outputs]
     metrics = read_metrics(spark, spec.checkpoint, last=1)
     last_line = metrics[-1] if metrics else None
     return JobStatus(
@@ -111,17 +109,18 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
 def _sink_status(
     spark: SparkSession,
     spec: JobSpec,
-    sink: Any,
+    sink_spec: SinkSpec,
     app_id: str | None,
     position: CheckpointPosition,
 ) -> SinkStatus:
+    sink = build_sink(spec, sink_spec)
     marks = sink.batch_marks(spark)
     others = {a: b for a, b in (marks or {}).items() if a != app_id}
     last = (marks or {}).get(app_id) if app_id else None
     verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position)
     return SinkStatus(
         name=sink.name,
-        kind=type(sink).__name__.removesuffix("Sink").lower(),
+        kind=sink_spec.kind,
         path=sink.path,
         marks_kept=marks is not None,
         last_batch=last,
