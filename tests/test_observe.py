@@ -28,7 +28,9 @@ from onceflow.config import Guarantee
 from onceflow.guarantees import CRASH_ENV, CheckpointPosition
 from onceflow.observe import (
     LiveProgress,
+    MetricsFile,
     console_handler,
+    metrics_folder,
     progress_line,
     read_metrics,
     source_lag,
@@ -269,3 +271,32 @@ def test_status_of_a_job_that_never_ran(tmp_path: Path, capsys: pytest.CaptureFi
     assert (status["app_id"], status["last_committed"], status["in_flight"]) == (None, None, None)
     assert [s["verdict"] for s in status["sinks"]] == ["empty: nothing written yet"] * 2
     assert not (tmp_path / "checkpoint").exists()  # status writes nothing
+
+
+def test_the_metrics_file_keeps_the_newest_batches(spark: SparkSession, tmp_path: Path) -> None:
+    checkpoint = str(tmp_path / "checkpoint")
+    metrics = MetricsFile(spark, checkpoint, keep=2)
+    for batch_id in range(5):
+        metrics.write({"batch_id": batch_id, "input_rows": batch_id * 10})
+    assert [line["batch_id"] for line in read_metrics(spark, checkpoint)] == [3, 4]
+    assert read_metrics(spark, checkpoint, last=1) == [{"batch_id": 4, "input_rows": 40}]
+    assert sorted(p.name for p in Path(metrics_folder(checkpoint)).iterdir()) == [
+        ".3.json.crc",
+        ".4.json.crc",
+        "3.json",
+        "4.json",
+    ]
+
+
+def test_a_metrics_file_that_cannot_be_written_warns_once_and_never_raises(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "onceflow").write_text("a file where the state folder should be")
+    metrics = MetricsFile(spark, str(checkpoint))
+    with caplog.at_level(logging.WARNING, logger="onceflow.observe"):
+        metrics.write({"batch_id": 0})
+        metrics.write({"batch_id": 1})
+    warnings = [r for r in caplog.records if "could not write the metrics line" in r.message]
+    assert len(warnings) == 1
