@@ -75,9 +75,14 @@ def load_document(path: Path) -> Document:
             "CONFIG_YAML_SYNTAX", file=name, line=line, problem=f"not UTF-8 text: {exc.reason}"
         ) from None
     loader: yaml.SafeLoader | None = None
+    origins: dict[KeyPath, Origin] = {}
     try:
         loader = yaml.SafeLoader(text)  # refuses non-printable characters already
         root = loader.get_single_node()
+        if root is None:
+            return Document({}, {(): Origin(name, 1)}, name)
+        # constructing values can fail too: a tag SafeLoader has no constructor for ("=")
+        data = _build(loader, root, (), name, origins)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
@@ -93,10 +98,6 @@ def load_document(path: Path) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
-    if root is None:
-        return Document({}, {(): Origin(name, 1)}, name)
-    origins: dict[KeyPath, Origin] = {}
-    data = _build(loader, root, (), name, origins)
     if not isinstance(data, dict):
         raise ConfigError("CONFIG_NOT_A_MAPPING", file=name, found=type(data).__name__)
     return Document(data, origins, name)
