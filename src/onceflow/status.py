@@ -24,11 +24,16 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec, SinkSpec
-from onceflow.guarantees import BatchLedger, CheckpointPosition, checkpoint_position
+from onceflow.guarantees import (
+    BatchLedger,
+    CheckpointPosition,
+    checkpoint_position,
+    read_app_id,
+)
 from onceflow.observe import read_metrics
 from onceflow.sinks import build_sink
 from onceflow.sources import latest_offsets
-from onceflow.storage import CheckpointFiles, onceflow_state
+from onceflow.storage import CheckpointFiles
 
 __all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
 
@@ -81,9 +86,7 @@ class JobStatus:
 
 def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
     """Read the job's checkpoint, sinks and metrics; nothing is written."""
-    state = CheckpointFiles(spark, onceflow_state(spec.checkpoint))
-    app_text = state.read("app_id")
-    app_id = app_text.strip() if app_text else None
+    app_id = read_app_id(spark, spec.checkpoint)
     position = checkpoint_position(spark, spec.checkpoint)
     ledger_last = None
     if spec.guarantee is Guarantee.AT_MOST_ONCE:

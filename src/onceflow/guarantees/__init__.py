@@ -4,7 +4,7 @@ the app id and ledger they rest on, crash injection to show them, and the foreig
 
 from __future__ import annotations
 
-from onceflow.guarantees.app_id import AppIdentity, onceflow_state, resolve_app_id
+from onceflow.guarantees.app_id import AppIdentity, onceflow_state, read_app_id, resolve_app_id
 from onceflow.guarantees.faults import CRASH_ENV, CrashPlan, CrashPoint
 from onceflow.guarantees.foreign import check_foreign_sinks, delta_app_ids
 from onceflow.guarantees.ledger import BatchLedger
@@ -27,6 +27,7 @@ __all__ = [
     "delta_app_ids",
     "guarded_writer",
     "onceflow_state",
+    "read_app_id",
     "resolve_app_id",
     "retry_conflicts",
     "table_lock",

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.storage import CheckpointFiles, onceflow_state
 
-__all__ = ["AppIdentity", "onceflow_state", "resolve_app_id"]
+__all__ = ["AppIdentity", "onceflow_state", "read_app_id", "resolve_app_id"]
 
 _APP_ID_FILE = "app_id"
 
@@ -32,13 +32,20 @@ class AppIdentity:
     is_new: bool
 
 
+def read_app_id(spark: SparkSession, checkpoint: str) -> str | None:
+    """The checkpoint's app id, or None before the job's first start; creates nothing."""
+    text = CheckpointFiles(spark, onceflow_state(checkpoint)).read(_APP_ID_FILE)
+    return text.strip() if text else None
+
+
 def resolve_app_id(spark: SparkSession, checkpoint: str) -> AppIdentity:
     """Read the checkpoint's app id, creating it on first use."""
     is_new = not CheckpointFiles(spark, checkpoint.rstrip("/") + "/commits").names()
-    files = CheckpointFiles(spark, onceflow_state(checkpoint))
-    existing = files.read(_APP_ID_FILE)
+    existing = read_app_id(spark, checkpoint)
     if existing is None:
         # create-if-absent: if another process won the race, its id is the one we read back
-        files.create(_APP_ID_FILE, str(uuid.uuid4()) + "\n")
-        existing = files.read(_APP_ID_FILE) or ""
-    return AppIdentity(existing.strip(), is_new=is_new)
+        CheckpointFiles(spark, onceflow_state(checkpoint)).create(
+            _APP_ID_FILE, str(uuid.uuid4()) + "\n"
+        )
+        existing = read_app_id(spark, checkpoint) or ""
+    return AppIdentity(existing, is_new=is_new)

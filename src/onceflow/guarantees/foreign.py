@@ -6,9 +6,10 @@ the app id been kept, Delta silently skipping new batches (exactly-once). Either
 user almost certainly pointed the job at the wrong checkpoint, so it is an error unless the
 job says ``on_foreign_sink: continue``.
 
-Delta sinks are recognised by the app ids in their log: ``txn`` actions (exactly-once
-writes) and the ``onceflow:<app id>:<batch>`` commit markers (every onceflow write). A
-Parquet sink carries no marks; any data in it counts as foreign.
+Sinks are recognised by the app ids in their batch marks (``Sink.batch_marks``): for Delta
+the ``txn`` actions (exactly-once writes) and the ``onceflow:<app id>:<batch>`` commit
+markers (every onceflow write), for PostgreSQL the ledger. A Parquet sink carries no marks;
+any data in it counts as foreign.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import JobSpec, ParquetSinkSpec, PostgresSinkSpec
+from onceflow.config import JobSpec
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import AppIdentity
-from onceflow.sinks import PostgresSink, delta_batch_marks
+from onceflow.sinks import build_sink, delta_batch_marks
 from onceflow.storage import CheckpointFiles
 
 __all__ = ["check_foreign_sinks", "delta_app_ids"]
@@ -41,16 +42,13 @@ def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentit
     if not identity.is_new:
         return
     for sink in spec.outputs:
-        if isinstance(sink, ParquetSinkSpec):
+        marks = build_sink(spec, sink).batch_marks(spark)
+        if marks is None:  # Parquet keeps no marks: any data in it counts as foreign
             files = CheckpointFiles(spark, sink.path).names()
             has_data = any(not name.startswith(("_", ".")) for name in files)
             others = {"(unmarked Parquet data)"} if has_data else set()
-        elif isinstance(sink, PostgresSinkSpec):
-            connection = spec.connections[sink.connection]
-            table = PostgresSink(spec.name, sink, spec.mode_of(sink), connection)
-            others = table.writers() - {identity.app_id}
         else:
-            others = delta_app_ids(spark, sink.path) - {identity.app_id}
+            others = set(marks) - {identity.app_id}
         if not others:
             continue
         error = GuaranteeError(

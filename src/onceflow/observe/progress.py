@@ -38,7 +38,10 @@ def skipped_offsets(progress_json: str) -> int:
     For each Kafka source: the offsets between its start and end, minus the rows it read.
     Zero for other sources and for a batch with no start (the first).
     """
-    progress = json.loads(progress_json)
+    return _skipped(json.loads(progress_json))
+
+
+def _skipped(progress: dict[str, Any]) -> int:
     skipped = 0
     for source in progress.get("sources", []):
         if not str(source.get("description", "")).startswith("Kafka"):
@@ -73,7 +76,10 @@ def source_lag(progress_json: str) -> dict[str, int] | None:
     partition), ``files``/``bytes`` for a Delta source (``numFilesOutstanding``,
     ``numBytesOutstanding``). None when no source reports it (a file source does not).
     """
-    progress = json.loads(progress_json)
+    return _lag(json.loads(progress_json))
+
+
+def _lag(progress: dict[str, Any]) -> dict[str, int] | None:
     lag: dict[str, int] = {}
     for source in progress.get("sources", []):
         if str(source.get("description", "")).startswith("Kafka"):
@@ -105,8 +111,8 @@ def batch_summary(progress_json: str) -> dict[str, Any]:
             "out": progress.get("processedRowsPerSecond"),
         },
         "durations_ms": progress.get("durationMs", {}),
-        "source_lag": source_lag(progress_json),
-        "skipped_offsets": skipped_offsets(progress_json),
+        "source_lag": _lag(progress),
+        "skipped_offsets": _skipped(progress),
     }
 
 

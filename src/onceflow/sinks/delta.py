@@ -28,6 +28,7 @@ Every commit carries ``userMetadata = onceflow:<app id>:<batch id>``.
 from __future__ import annotations
 
 import datetime
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -307,44 +308,40 @@ def delta_batch_marks(spark: SparkSession, path: str) -> dict[str, int]:
     Read from the table's log: the ``onceflow:<app id>:<batch id>`` marker of every commit
     still in the log's JSON files, and the ``txn`` (app id, version = batch id) of
     exactly-once writes, which Delta also carries into its checkpoints, so it outlives log
-    cleanup. Empty when there is no table.
+    cleanup. One aggregate over all of them. Empty when there is no table.
     """
     if not DeltaTable.isDeltaTable(spark, path):
         return {}
     log = path.rstrip("/") + "/_delta_log"
     names = CheckpointFiles(spark, log).names()
-    marks: dict[str, int] = {}
-
-    def add(frame: DataFrame) -> None:
-        for row in frame.where(F.col("app").isNotNull()).groupBy("app").max("batch").collect():
-            app, batch = str(row[0]), int(row[1])
-            marks[app] = max(batch, marks.get(app, batch))
-
+    found: list[DataFrame] = []  # (app, batch) pairs from each place that holds them
     commits = [f"{log}/{n}" for n in names if n.endswith(".json")]
     if commits:
         actions = spark.read.json(commits)
-        if "txn" in actions.columns:
-            add(
-                actions.select(F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch"))
-            )
+        found += _txn_marks(actions)
         if (
             "commitInfo" in actions.columns
             and "userMetadata" in actions.select("commitInfo.*").columns
         ):
             marker = F.col("commitInfo.userMetadata")
             parts = F.split(F.substring(marker, len(COMMIT_MARKER_PREFIX) + 1, 1 << 20), ":")
-            add(
+            found.append(
                 actions.where(marker.startswith(COMMIT_MARKER_PREFIX)).select(
                     parts[0].alias("app"), parts[1].cast("bigint").alias("batch")
                 )
             )
     checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
     if checkpoints:
-        snapshot = spark.read.parquet(*checkpoints)
-        if "txn" in snapshot.columns:
-            add(
-                snapshot.select(
-                    F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch")
-                )
-            )
-    return marks
+        found += _txn_marks(spark.read.parquet(*checkpoints))
+    if not found:
+        return {}
+    pairs = functools.reduce(DataFrame.unionByName, found)
+    rows = pairs.where(F.col("app").isNotNull()).groupBy("app").max("batch").collect()
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def _txn_marks(actions: DataFrame) -> list[DataFrame]:
+    """The (app, batch) pairs of the ``txn`` actions among ``actions``, if it has any."""
+    if "txn" not in actions.columns:
+        return []
+    return [actions.select(F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch"))]

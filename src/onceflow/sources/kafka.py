@@ -91,7 +91,7 @@ def describe_lost_offsets(spark: SparkSession, spec: KafkaSourceSpec, failure: s
     wanted = {(topic, int(p)): int(offset) for offset, topic, p in _OUT_OF_RANGE.findall(failure)}
     if not wanted:
         return "Spark did not name the partitions"
-    earliest = _earliest_offsets(spark, spec, list(wanted))
+    earliest = _list_offsets(spark, spec, list(wanted), "earliest")
     parts = []
     for (topic, partition), offset in sorted(wanted.items()):
         first = earliest.get((topic, partition))
@@ -111,12 +111,6 @@ def latest_offsets(
     """The offset after the newest record of each partition, asked of the broker with the
     job's own client settings; empty when the broker does not answer."""
     return _list_offsets(spark, spec, partitions, "latest")
-
-
-def _earliest_offsets(
-    spark: SparkSession, spec: KafkaSourceSpec, partitions: list[tuple[str, int]]
-) -> dict[tuple[str, int], int]:
-    return _list_offsets(spark, spec, partitions, "earliest")
 
 
 def _list_offsets(

@@ -94,11 +94,14 @@ class PostgresSink(BatchSink):
 
     def writers(self) -> set[str]:
         """The app ids the ledger records as having written this table."""
-        return set(self.batch_marks(None))
+        return set(self._ledger_last_batches())
 
-    def batch_marks(self, spark: SparkSession | None) -> dict[str, int]:
+    def batch_marks(self, spark: SparkSession) -> dict[str, int]:
         """App id -> the last batch id the ledger records it moved into this table (a row
         is recorded under every guarantee; only exactly-once consults it before writing)."""
+        return self._ledger_last_batches()
+
+    def _ledger_last_batches(self) -> dict[str, int]:
         with self._connect() as conn:
             return db.ledger_last_batches(conn, self._spec.ledger_table, self._spec.table)
 
