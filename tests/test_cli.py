@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,24 +29,48 @@ def test_validate_rejects_every_bad_fixture(bad: str, capsys: pytest.CaptureFixt
     assert bad in err or "CONFIG_ENV" in err
 
 
-def test_validate_print_redacts_secrets(capsys: pytest.CaptureFixture[str]) -> None:
-    os.environ["ONCEFLOW_CLI_CANARY"] = "canary-9a8b7c"
-    try:
-        code = main(
-            [
-                "validate",
-                str(ROOT / "jobs" / "payments.yaml"),
-                "--set",
-                'spark.conf["spark.hadoop.fs.s3a.secret.key"]=${env:ONCEFLOW_CLI_CANARY}',
-                "--print",
-            ]
-        )
-    finally:
-        del os.environ["ONCEFLOW_CLI_CANARY"]
+CANARY = "canary-9a8b7c"
+# keys that name a secret, each given from the environment; printed, each shows ***
+SECRET_SETTINGS = {
+    'spark.conf["spark.hadoop.fs.s3a.secret.key"]': "${env:ONCEFLOW_CLI_CANARY}",
+    'spark.conf["spark.hadoop.fs.azure.account.key.lake.dfs.core.windows.net"]': (
+        "${env:ONCEFLOW_CLI_CANARY}"
+    ),
+    'spark.conf["spark.kubernetes.authenticate.submission.oauthToken"]': (
+        "${env:ONCEFLOW_CLI_CANARY}"
+    ),
+    'source.options["kafka.sasl.jaas.config"]': (
+        'org.apache.kafka.common.security.plain.PlainLoginModule required username="alice" '
+        'password="${env:ONCEFLOW_CLI_CANARY}";'
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(SECRET_SETTINGS))
+def test_validate_print_redacts_secrets(
+    key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONCEFLOW_CLI_CANARY", CANARY)
+    job = str(ROOT / "jobs" / "payments.yaml")
+    code = main(["validate", job, "--set", f"{key}={SECRET_SETTINGS[key]}", "--print"])
     out = capsys.readouterr().out
     assert code == EXIT_OK
-    assert "canary-9a8b7c" not in out
-    assert "spark.hadoop.fs.s3a.secret.key: '***'" in out
+    assert CANARY not in out
+    shown_key = key.split('["')[1].rstrip('"]')
+    assert f"{shown_key}: '***'" in out
+
+
+@pytest.mark.parametrize("key", sorted(SECRET_SETTINGS))
+def test_a_literal_secret_on_the_command_line_is_refused_unseen(
+    key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    literal = SECRET_SETTINGS[key].replace("${env:ONCEFLOW_CLI_CANARY}", CANARY)
+    job = str(ROOT / "jobs" / "payments.yaml")
+    code = main(["validate", job, "--set", f"{key}={literal}", "--print"])
+    shown = capsys.readouterr()
+    assert code == EXIT_INVALID
+    assert "CONFIG_SECRET_LITERAL" in shown.err
+    assert CANARY not in shown.out + shown.err
 
 
 def test_console_script_exit_codes(tmp_path: Path) -> None:

@@ -261,3 +261,123 @@ class TestGuaranteeRules:
         spec = load_job(ROOT_JOBS / "payments_exactly_once_transactional.yaml", environ={}).spec
         modes = {sink.name: spec.mode_of(sink).value for sink in spec.sinks}
         assert modes == {"events": "append", "balances": "merge"}
+
+
+class TestPathsThatWouldMixOutputs:
+    """The quarantine is an output like the sinks: it may not share a folder with one."""
+
+    @pytest.mark.parametrize("name", ["quarantine_on_sink.yaml", "quarantine_inside_sink.yaml"])
+    def test_a_quarantine_on_or_inside_a_sink_is_refused(self, name: str) -> None:
+        error = load_bad(name)
+        assert error.error_class == "CONFIG_GUARANTEE_REFUSED"
+        message = str(error)
+        assert name in message and "'quality.quarantine'" in message
+        assert "sink 'events'" in message
+
+    def test_a_sink_inside_the_checkpoint_is_refused(self) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_job(VALID, conf_dir=CONF, environ={}, overrides=["checkpoint=tables/events/cp"])
+        assert caught.value.error_class == "CONFIG_GUARANTEE_REFUSED"
+        assert "'checkpoint'" in str(caught.value) and "sink 'events'" in str(caught.value)
+
+
+class TestRecordLossNeedsAnOptIn:
+    """``failOnDataLoss: false`` lets Spark skip offsets retention deleted: records lost."""
+
+    @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+    def test_refused_under_a_guarantee_that_promises_no_loss(self, guarantee: str) -> None:
+        error = load_bad(
+            "fail_on_data_loss_exactly_once.yaml", overrides=[f"guarantee={guarantee}"]
+        )
+        assert error.error_class == "CONFIG_GUARANTEE_REFUSED"
+        assert "'source.failOnDataLoss'" in str(error)
+        assert "accept_record_loss: true" in str(error)
+
+    def test_the_explicit_opt_in_is_accepted(self) -> None:
+        spec = load_job(
+            BAD / "fail_on_data_loss_exactly_once.yaml",
+            conf_dir=CONF,
+            environ={},
+            overrides=["source.accept_record_loss=true"],
+        ).spec
+        assert spec.source.kind == "kafka" and spec.source.accept_record_loss
+
+    def test_at_most_once_needs_no_opt_in(self) -> None:
+        load_job(
+            BAD / "fail_on_data_loss_exactly_once.yaml",
+            conf_dir=CONF,
+            environ={},
+            overrides=["guarantee=at-most-once"],
+        )
+
+
+class TestEverySecretIsOne:
+    """Any key that names a secret takes its value from ``${env:VAR}`` only, and no error
+    or printed config shows one."""
+
+    @pytest.mark.parametrize(
+        ("name", "key", "canary"),
+        [
+            ("secret_literal_jaas.yaml", "source.options.kafka.sasl.jaas.config", "jaas-CANARY"),
+            ("secret_literal_s3a.yaml", "spark.conf.spark.hadoop.fs.s3a.secret.key", "s3a-CANARY"),
+        ],
+    )
+    def test_a_literal_secret_is_refused_without_showing_it(
+        self, name: str, key: str, canary: str
+    ) -> None:
+        error = load_bad(name)
+        assert error.error_class == "CONFIG_SECRET_LITERAL"
+        assert name in str(error) and f"'{key}'" in str(error)
+        assert canary not in " ".join(str(e) for e in (error, *error.others))
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            'spark.conf["spark.hadoop.fs.azure.account.key.lake.dfs.core.windows.net"]',
+            'spark.conf["spark.kubernetes.authenticate.submission.oauthToken"]',
+            'spark.conf["spark.ssl.keyStorePassword"]',
+            'source.options["kafka.ssl.key.password"]',
+        ],
+    )
+    def test_keys_that_name_a_credential_are_secrets(self, key: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_job(VALID, conf_dir=CONF, environ={}, overrides=[f"{key}={SECRET}"])
+        assert caught.value.error_class == "CONFIG_SECRET_LITERAL"
+        assert SECRET not in str(caught.value)
+
+    def test_keys_that_only_mention_a_credential_are_not(self) -> None:
+        load_job(
+            VALID,
+            conf_dir=CONF,
+            environ={},
+            overrides=[
+                'spark.conf["spark.hadoop.fs.s3a.aws.credentials.provider"]=x.Provider',
+                'spark.conf["spark.hadoop.fs.s3a.delegation.token.binding"]=x.Binding',
+            ],
+        )
+
+    def test_a_jaas_config_with_its_password_from_the_environment_is_accepted(self) -> None:
+        jaas = 'x.PlainLoginModule required username="alice" password="${env:PW}";'
+        loaded = load_job(
+            BAD / "secret_literal_jaas.yaml",
+            conf_dir=CONF,
+            environ={"PW": SECRET},
+            overrides=[f'source.options["kafka.sasl.jaas.config"]={jaas}'],
+        )
+        assert SECRET not in loaded.to_yaml()
+
+    @pytest.mark.parametrize(
+        "override",
+        [
+            f"sinks[5].password={SECRET}",
+            f"source..path={SECRET}",
+            f'spark.conf["spark.hadoop.fs.s3a.secret.key"]={SECRET}',
+            f"source.max_files_per_trigger={SECRET}",
+            f"no-equals-{SECRET}",
+        ],
+    )
+    def test_an_override_value_is_never_echoed(self, override: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_job(VALID, conf_dir=CONF, environ={}, overrides=[override])
+        shown = " ".join(str(e) for e in (caught.value, *caught.value.others))
+        assert SECRET not in shown

@@ -37,15 +37,15 @@ MESSAGES: dict[str, str] = {
     "but the environment variable {var} is not set",
     "CONFIG_ENV_SYNTAX": "{file}:{line}: '{key}' has a malformed reference {ref!r}; "
     "write ${{env:NAME}} with NAME made of letters, digits and '_'",
-    "CONFIG_BAD_OVERRIDE": "--set {override!r}: {problem}",
+    "CONFIG_BAD_OVERRIDE": "--set {override}: {problem}",
     "CONFIG_UNKNOWN_KEY": "{file}:{line}: unknown key '{key}'{suggestion}",
     "CONFIG_MISSING_KEY": "{file}: required key '{key}' is missing",
     "CONFIG_INVALID_VALUE": "{file}:{line}: '{key}' {problem}",
     "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
     "CONFIG_UNSUPPORTED": "{file}: {problem}",
     "CONFIG_GUARANTEE_REFUSED": "{file}:{line}: '{key}': {why}",
-    "CONFIG_SECRET_LITERAL": "{file}:{line}: '{key}' is a credential written into the file; "
-    "give it as ${{env:VAR}} so it lives only in the environment (the value is not shown)",
+    "CONFIG_SECRET_LITERAL": "{file}:{line}: '{key}' names a secret, and its value is written "
+    "out; give it as ${{env:VAR}} so it lives only in the environment (the value is not shown)",
     # sources and sinks
     "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
     "SOURCE_AUTH_FAILED": "job '{job}': {source} refused the job's credentials: {cause}. "
@@ -70,6 +70,10 @@ MESSAGES: dict[str, str] = {
     "QUALITY_RULE_INVALID": "job '{job}': rule '{rule}' ({condition}) cannot be evaluated on "
     "the parsed rows: {cause}",
     "QUALITY_REPLAY_REFUSED": "job '{job}': cannot replay its quarantine: {why}",
+    "QUALITY_REPLAY_UNFINISHED": "job '{job}': replay {intent} of the quarantine read version "
+    "{version} and did not finish; it cannot be finished now: {cause}. Its records may be in "
+    "the sinks already, so it is not replayed again from a newer version. Restore that "
+    "version's files (or the table) and run replay-quarantine again",
     "QUALITY_COUNTS_MISMATCH": "job '{job}': batch {batch_id}: input {input} rows, but good "
     "{good} + dropped {dropped} + quarantined {quarantined} = {total}; a row would vanish, "
     "so the batch is not written",
@@ -94,8 +98,18 @@ MESSAGES: dict[str, str] = {
     "by {holder} (last heartbeat {age}s ago). Delta on S3 allows one writing driver per table "
     "(S3SingleDriverLogStore): two would overwrite each other's commits. Stop the other "
     "writer, or configure a multi-writer LogStore (io.delta.storage.S3DynamoDBLogStore)",
-    "GUARANTEE_CRASH_INJECTED": "injected crash at {crash_point} on batch {batch_id}",
-    "PROVE_RUN_FAILED": "prove scenario {scenario}: {problem}; last lines of its log:\n{log}",
+    "GUARANTEE_LOCK_LOST": "job '{job}': lost its lock on {what} ({why}). It stops before "
+    "writing anything more: another instance may have taken over. Check with `onceflow "
+    "status`, and restart this one once it runs alone",
+    "GUARANTEE_APP_ID_INVALID": "{file} holds {found}, not an app id (a UUID). Every guarded "
+    "write of the checkpoint is keyed by it, so it is never guessed: if the checkpoint has "
+    "committed no batch, delete the file and start again; otherwise write back the app id "
+    "its sinks' marks name (`onceflow status` lists them)",
+    "GUARANTEE_CHECKPOINT_MISMATCH": "job '{job}': checkpoint {checkpoint} belongs to job "
+    "'{owner}' ({differences}). A checkpoint records what its job read and wrote: another "
+    "job on it would skip what that job read and never deliver it. Point the job at its own "
+    "checkpoint, or adopt this one on purpose with `onceflow run --adopt-checkpoint` "
+    "(run_job(..., adopt_checkpoint=True))",
     # runtime
     "JARS_MISSING": "no JVM jars in {jars_dir}: run `make jars` (it resolves them with Maven "
     "from jvm/spark/pom.xml) or point spark.jars_dir at a folder that has them",

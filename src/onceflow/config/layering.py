@@ -85,8 +85,11 @@ def parse_key_path(text: str) -> KeyPath:
     return tuple(parts)
 
 
-def apply_override(document: Document, override: str) -> None:
+def apply_override(document: Document, override: str, position: int = 1) -> None:
     """Apply one ``key.path=value`` to ``document`` in place; the value is read as YAML.
+
+    Errors name the override by its key (or, without a ``=``, by its ``position`` among the
+    ``--set`` options), never by its value: it may be a secret.
 
     Raises:
         ConfigError: CONFIG_BAD_OVERRIDE when the text has no ``=``, the path cannot be read,
@@ -94,12 +97,22 @@ def apply_override(document: Document, override: str) -> None:
     """
     key_text, sep, value_text = override.partition("=")
     if not sep or not key_text.strip():
-        raise ConfigError("CONFIG_BAD_OVERRIDE", override=override, problem="expected KEY=VALUE")
+        raise ConfigError(
+            "CONFIG_BAD_OVERRIDE",
+            override=f"option {position} (its text is not shown: it may hold a secret)",
+            problem="expected KEY=VALUE",
+        )
+    shown = f"{key_text.strip()}=..."
     try:
         path = parse_key_path(key_text.strip())
+    except ValueError as exc:
+        raise ConfigError("CONFIG_BAD_OVERRIDE", override=shown, problem=str(exc)) from None
+    try:
         value = yaml.safe_load(value_text) if value_text.strip() else ""
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError("CONFIG_BAD_OVERRIDE", override=override, problem=str(exc)) from None
+    except yaml.YAMLError:
+        raise ConfigError(
+            "CONFIG_BAD_OVERRIDE", override=shown, problem="the value is not valid YAML"
+        ) from None
 
     node: Any = document.data
     for depth, part in enumerate(path[:-1]):
@@ -107,13 +120,13 @@ def apply_override(document: Document, override: str) -> None:
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise ConfigError(
-                    "CONFIG_BAD_OVERRIDE", override=override, problem=f"no list item [{part}]"
+                    "CONFIG_BAD_OVERRIDE", override=shown, problem=f"no list item [{part}]"
                 )
             node = node[part]
             continue
         if not isinstance(node, dict):
             raise ConfigError(
-                "CONFIG_BAD_OVERRIDE", override=override, problem=f"'{part}' is not a mapping"
+                "CONFIG_BAD_OVERRIDE", override=shown, problem=f"'{part}' is not a mapping"
             )
         if part not in node or not isinstance(node[part], dict | list):
             node[part] = [] if isinstance(nxt, int) else {}
@@ -123,14 +136,14 @@ def apply_override(document: Document, override: str) -> None:
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
             raise ConfigError(
-                "CONFIG_BAD_OVERRIDE", override=override, problem=f"no list item [{last}]"
+                "CONFIG_BAD_OVERRIDE", override=shown, problem=f"no list item [{last}]"
             )
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
         raise ConfigError(
-            "CONFIG_BAD_OVERRIDE", override=override, problem="the parent is not a mapping"
+            "CONFIG_BAD_OVERRIDE", override=shown, problem="the parent is not a mapping"
         )
     for stale in [p for p in document.origins if p[: len(path)] == path]:
         del document.origins[stale]

@@ -14,6 +14,7 @@ project folder (the folder that holds ``conf/``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,18 @@ from pydantic import ValidationError
 from onceflow.config.documents import Document, KeyPath, load_document
 from onceflow.config.interpolation import interpolate_env
 from onceflow.config.layering import apply_override, merge_documents
-from onceflow.config.models import JobSpec
-from onceflow.config.rules import check_guarantee_rules, check_secrets
+from onceflow.config.models import JOB_NAME_PATTERN, JobSpec
+from onceflow.config.rules import check_guarantee_rules
+from onceflow.config.secrets import check_secret_literals, is_secret_key
 from onceflow.config.validation import to_config_errors
 from onceflow.errors import ConfigError
 
-__all__ = ["REDACTED", "LoadedJob", "find_conf_dir", "load_job"]
+__all__ = ["DEFAULT_QUARANTINE_FOLDER", "REDACTED", "LoadedJob", "find_conf_dir", "load_job"]
 
 REDACTED = "***"
+#: Where a job's quarantine table lives unless ``quality.quarantine`` says otherwise.
+DEFAULT_QUARANTINE_FOLDER = "data/quarantine"
+_JOB_NAME = re.compile(JOB_NAME_PATTERN)
 _URI_SCHEME = ("hdfs:", "s3a:", "s3:", "file:", "abfss:", "gs:", "dbfs:")
 
 
@@ -113,10 +118,10 @@ def load_job(
     documents.append(load_document(job_path))
 
     merged = merge_documents(documents)
-    for override in overrides:
-        apply_override(merged, override)
+    for position, override in enumerate(overrides, start=1):
+        apply_override(merged, override, position)
+    _raise_all(check_secret_literals(merged))  # before interpolation: what the user wrote
     sensitive = interpolate_env(merged, os.environ if environ is None else environ)
-    _raise_all(check_secrets(merged, sensitive))
     _resolve_paths(merged.data, project_dir)
 
     try:
@@ -173,10 +178,16 @@ def _resolve_paths(data: dict[str, Any], project_dir: Path) -> None:
 
     resolve(data.get("source"), "path", root)
     resolve(data, "checkpoint", root)
+    # every job accounts for its records, so every job has a quarantine table's path (a
+    # name validation will refuse gets none: it is no folder name)
+    name = data.get("name")
+    named = isinstance(name, str) and _JOB_NAME.fullmatch(name) is not None
+    if "quality" not in data and named:
+        data["quality"] = {}
     quality = data.get("quality")
     if isinstance(quality, dict):
-        if quality.get("quarantine") is None and isinstance(data.get("name"), str):
-            quality["quarantine"] = f"quarantine/{data['name']}"
+        if quality.get("quarantine") is None and named:
+            quality["quarantine"] = f"{DEFAULT_QUARANTINE_FOLDER}/{name}"
         resolve(quality, "quarantine", root)
     sinks = data.get("sinks")
     for sink in sinks if isinstance(sinks, list) else []:
@@ -185,7 +196,7 @@ def _resolve_paths(data: dict[str, Any], project_dir: Path) -> None:
 
 
 def _redact(value: Any, path: KeyPath, sensitive: frozenset[KeyPath]) -> Any:
-    if path in sensitive:
+    if path in sensitive or (is_secret_key(path) and value is not None):
         return REDACTED
     if isinstance(value, Mapping):
         return {k: _redact(v, (*path, k), sensitive) for k, v in value.items()}

@@ -13,23 +13,25 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
+    "JOB_NAME_PATTERN",
     "MODE_OF_STRATEGY",
     "STRATEGY_OF_MODE",
     "DeltaSinkSpec",
     "DeltaSourceSpec",
-    "FaultSpec",
     "FileFormat",
     "FileSourceSpec",
     "Guarantee",
     "JobSpec",
     "KafkaSourceSpec",
     "KafkaValueFormat",
+    "LockSettings",
     "MatchedClause",
     "MergeSpec",
     "NotMatchedClause",
     "ParquetSinkSpec",
     "PostgresConnection",
     "PostgresSinkSpec",
+    "QualityParser",
     "QualitySpec",
     "RuleAction",
     "RuleSpec",
@@ -42,6 +44,10 @@ __all__ = [
     "TriggerSpec",
     "WriteMode",
 ]
+
+
+#: A job's name: it names its query, its folders (the default quarantine) and its reports.
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Model(BaseModel):
@@ -114,6 +120,8 @@ class KafkaSourceSpec(_Model):
     minOffsetsPerTrigger: int | None = Field(default=None, ge=1)
     maxTriggerDelay: str | None = None
     failOnDataLoss: bool = True
+    # failOnDataLoss: false loses records; a job that promises no loss must say it accepts that
+    accept_record_loss: bool = False
     minPartitions: int | None = Field(default=None, ge=1)
     includeHeaders: bool = False
     groupIdPrefix: str | None = None
@@ -148,7 +156,8 @@ class KafkaSourceSpec(_Model):
     def spark_options(self) -> dict[str, str]:
         """Every option for ``readStream.format("kafka")``, as Spark names them."""
         typed = self.model_dump(
-            exclude={"kind", "format", "schema_ddl", "options"}, exclude_none=True
+            exclude={"kind", "format", "schema_ddl", "options", "accept_record_loss"},
+            exclude_none=True,
         )
         return {
             name: str(value).lower() if isinstance(value, bool) else str(value)
@@ -207,17 +216,29 @@ class RuleSpec(_Model):
         return condition
 
 
-class QualitySpec(_Model):
-    """Bad input never stops the stream and never vanishes.
+class QualityParser(StrEnum):
+    """Who parses a JSON or CSV source: onceflow, accounting for every record, or Spark's
+    own reader, which turns a record it cannot read into NULLs or skips it, uncounted."""
 
-    With a ``quality`` block, a JSON or CSV source (files, or a Kafka value) is read raw and
-    parsed by onceflow: a record that does not parse or does not fit the schema (wrong type,
-    missing ``required`` field, nesting where a scalar belongs, invalid UTF-8, empty, over
-    ``max_payload_bytes``) goes to the job's quarantine table with its raw payload, its source
-    coordinates and the reason. ``rules`` then judge the parsed rows. ``quarantine`` is the
-    quarantine Delta table's path (default ``quarantine/<job name>`` under ``storage.root``).
+    ONCEFLOW = "onceflow"
+    SPARK = "spark"
+
+
+class QualitySpec(_Model):
+    """Bad input never stops the stream and never vanishes, in every job.
+
+    A JSON or CSV source (files, or a Kafka value) is read raw and parsed by onceflow unless
+    ``parser: spark`` says otherwise: a record that does not parse or does not fit the schema
+    (wrong type, missing ``required`` field, nesting where a scalar belongs, no field of the
+    schema at all, invalid UTF-8, empty, over ``max_payload_bytes``) goes to the job's
+    quarantine table with its raw payload, its source coordinates and the reason. ``rules``
+    then judge the parsed rows, and the job's ``transform.where`` drops rows by name. Every
+    batch's counts add up: input = good + dropped + quarantined. ``quarantine`` is the
+    quarantine Delta table's path (default ``data/quarantine/<job name>`` under
+    ``storage.root``). A job without a ``quality`` block gets all of this with no rules.
     """
 
+    parser: QualityParser = QualityParser.ONCEFLOW
     required: tuple[str, ...] = ()
     max_payload_bytes: int = Field(default=1_048_576, ge=1)
     rules: tuple[RuleSpec, ...] = ()
@@ -431,12 +452,26 @@ SinkSpec = Annotated[
 ]
 
 
-class FaultSpec(_Model):
-    """Crash injection for tests and the prove harness; off unless set explicitly."""
+class LockSettings(_Model):
+    """How a running job keeps its checkpoint lock (and its table locks on S3) known as its own.
 
-    crash_point: Literal["before_write", "mid_write", "after_write", "after_commit"]
-    batch_id: int = Field(ge=0)
-    action: Literal["kill", "raise"] = "raise"
+    The owner rewrites the lock every ``heartbeat_seconds``. A lock whose heartbeat is older
+    than ``stale_after_seconds`` is taken over by the next start (on the same host at once,
+    when the owner's process is gone); an owner that could not renew its lock for that long,
+    or finds it taken over, stops before its next sink write.
+    """
+
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stale_after_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _several_beats_per_window(self) -> LockSettings:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "stale_after_seconds must be at least 3 x heartbeat_seconds, so that one late "
+                "heartbeat never makes a live owner's lock look stale"
+            )
+        return self
 
 
 class TriggerSpec(_Model):
@@ -477,11 +512,11 @@ class StorageSettings(_Model):
 class JobSpec(_Model):
     """One streaming job: a source, optional row shaping, one or more sinks, a checkpoint."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=JOB_NAME_PATTERN)
     description: str = ""
     source: SourceSpec
     transform: TransformSpec = TransformSpec()
-    quality: QualitySpec | None = None
+    quality: QualitySpec = QualitySpec()
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
     checkpoint: str
@@ -490,7 +525,7 @@ class JobSpec(_Model):
     on_foreign_sink: Literal["error", "continue"] = "error"
     retries: int = Field(default=3, ge=0, le=10)
     trigger: TriggerSpec = TriggerSpec(available_now=True)
-    faults: FaultSpec | None = None
+    locks: LockSettings = LockSettings()
     spark: SparkSettings = SparkSettings()
     storage: StorageSettings = StorageSettings()
 
@@ -507,9 +542,34 @@ class JobSpec(_Model):
             raise ValueError(f"two sinks write the same path: {', '.join(shared)}")
         return sinks
 
+    @property
+    def parses_raw(self) -> bool:
+        """True when onceflow reads the source raw and parses it itself: JSON or CSV files,
+        JSON Kafka values, unless ``quality.parser: spark``."""
+        if self.quality.parser is QualityParser.SPARK:
+            return False
+        source = self.source
+        if isinstance(source, FileSourceSpec):
+            return source.format in (FileFormat.JSON, FileFormat.CSV)
+        return isinstance(source, KafkaSourceSpec) and source.format is KafkaValueFormat.JSON
+
+    @property
+    def judges_records(self) -> bool:
+        """True when every batch goes through the quality stage: onceflow parses the source,
+        or rules (the job's, its MERGE keys', its ``transform.where``) can drop, quarantine
+        or fail a record, which is then counted by name."""
+        return bool(
+            self.parses_raw or self.quality.rules or self.key_rules() or self.transform.where
+        )
+
     def quarantine_sink(self) -> DeltaSinkSpec | None:
-        """The quarantine table as a sink (a Delta append), when the job has ``quality``."""
-        if self.quality is None or self.quality.quarantine is None:
+        """The quarantine table as a sink (a Delta append), when records can end there: the
+        source is parsed by onceflow, or a rule quarantines."""
+        quarantining = self.parses_raw or any(
+            rule.action is RuleAction.QUARANTINE
+            for rule in (*self.quality.rules, *self.key_rules())
+        )
+        if not quarantining or self.quality.quarantine is None:
             return None
         return DeltaSinkSpec(
             kind="delta", name="_quarantine", path=self.quality.quarantine, mode=WriteMode.APPEND

@@ -13,16 +13,14 @@ from onceflow.config.models import (
     DeltaSinkSpec,
     Guarantee,
     JobSpec,
+    KafkaSourceSpec,
     ParquetSinkSpec,
     PostgresSinkSpec,
     WriteMode,
 )
 from onceflow.errors import ConfigError
 
-__all__ = ["check_guarantee_rules", "check_secrets"]
-
-#: Keys whose value is a credential: accepted only from ``${env:VAR}``.
-SECRET_KEYS = frozenset({"password"})
+__all__ = ["check_guarantee_rules"]
 
 
 def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError]:
@@ -51,11 +49,7 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
             )
         merge = sink.merge if isinstance(sink, DeltaSinkSpec) else None
         if merge is not None and "quarantine" in (merge.on_null_key, merge.on_duplicate_key):
-            if spec.quality is None:
-                problems.append(
-                    ((*at, "merge"), "quarantining rows by key needs the job's quality: block")
-                )
-            elif sink.query:
+            if sink.query:
                 problems.append(
                     (
                         (*at, "merge"),
@@ -78,7 +72,72 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
                     "or a Delta sink",
                 )
             )
+    problems += _record_loss_problems(spec)
+    problems += _overlapping_outputs(spec)
     return [_refusal(document, path, why) for path, why in problems]
+
+
+def _record_loss_problems(spec: JobSpec) -> list[tuple[KeyPath, str]]:
+    """``failOnDataLoss: false`` lets Spark skip offsets that retention deleted before the
+    job read them: those records are lost. Only at-most-once allows that without saying so."""
+    source = spec.source
+    if not isinstance(source, KafkaSourceSpec):
+        return []
+    if source.accept_record_loss and source.failOnDataLoss:
+        return [
+            (
+                ("source", "accept_record_loss"),
+                "accept_record_loss is only read with failOnDataLoss: false",
+            )
+        ]
+    if source.failOnDataLoss or source.accept_record_loss:
+        return []
+    if spec.guarantee is Guarantee.AT_MOST_ONCE:
+        return []
+    return [
+        (
+            ("source", "failOnDataLoss"),
+            f"failOnDataLoss: false lets Spark skip records that Kafka's retention deleted "
+            f"before the job read them, so they are lost, which {spec.guarantee.value} "
+            "promises never to do. Keep failOnDataLoss: true (the job stops and names the "
+            "lost offsets), or set accept_record_loss: true beside it to accept the loss",
+        )
+    ]
+
+
+def _overlapping_outputs(spec: JobSpec) -> list[tuple[KeyPath, str]]:
+    """Two outputs in one folder mix their files: a Delta log inside another table, a
+    quarantine appended into a sink, a checkpoint inside a table that a replace-batch or
+    a VACUUM rewrites. Every pair of the checkpoint, the file sinks and the quarantine
+    must be apart: neither the same path nor one inside the other."""
+    places: list[tuple[KeyPath, str, str]] = [(("checkpoint",), "the checkpoint", spec.checkpoint)]
+    for index, sink in enumerate(spec.sinks):
+        if not isinstance(sink, PostgresSinkSpec):
+            places.append((("sinks", index, "path"), f"sink '{sink.name}'", sink.path))
+    quarantine = spec.quarantine_sink()
+    if quarantine is not None:
+        places.append((("quality", "quarantine"), "the quarantine table", quarantine.path))
+    problems: list[tuple[KeyPath, str]] = []
+    for later, place in enumerate(places):
+        for earlier in places[:later]:
+            # the key reported is the inner one (of the same folder, the later one)
+            inner, outer = (earlier, place) if _inside(earlier[2], place[2]) else (place, earlier)
+            if inner[2].rstrip("/") == outer[2].rstrip("/"):
+                relation = "in the same folder as"
+            elif _inside(inner[2], outer[2]):
+                relation = "inside"
+            else:
+                continue
+            problems.append(
+                (inner[0], f"{inner[1]} ({inner[2]}) is {relation} {outer[1]} ({outer[2]}); "
+                 "give each its own folder")
+            )  # fmt: skip
+    return problems
+
+
+def _inside(path: str, folder: str) -> bool:
+    """True when ``path`` lies strictly inside ``folder``."""
+    return path.rstrip("/").startswith(folder.rstrip("/") + "/")
 
 
 def _postgres_problems(
@@ -102,33 +161,6 @@ def _postgres_problems(
     if clashing:
         problems.append(((*at, "update"), f"keys cannot be updated: {', '.join(clashing)}"))
     return problems
-
-
-def check_secrets(document: Document, sensitive: set[KeyPath]) -> list[ConfigError]:
-    """CONFIG_SECRET_LITERAL for every credential written into a file instead of read from
-    ``${env:VAR}``; the error names the file, line and key, never the value."""
-    errors: list[ConfigError] = []
-
-    def visit(value: object, path: KeyPath) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                visit(item, (*path, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                visit(item, (*path, index))
-        elif path and path[-1] in SECRET_KEYS and value is not None and path not in sensitive:
-            origin = document.origin_of(path)
-            errors.append(
-                ConfigError(
-                    "CONFIG_SECRET_LITERAL",
-                    file=origin.file,
-                    line=origin.line,
-                    key=format_key_path(path),
-                )
-            )
-
-    visit(document.data, ())
-    return errors
 
 
 def _refusal(document: Document, path: KeyPath, why: str) -> ConfigError:

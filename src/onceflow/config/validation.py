@@ -3,7 +3,7 @@
 Each error names the file and line that wrote the offending key (after layering, that may be
 a profile or ``--set``), the key path as the user wrote it (``sinks[0].path``, without
 pydantic's internal union tags), and for an unknown key the nearest valid one. A value that
-came from the environment is never echoed back.
+came from the environment or from ``--set`` is never echoed back.
 """
 
 from __future__ import annotations
@@ -66,7 +66,11 @@ def _convert(
         problem = problem.removeprefix("value error, ")
     if kind == "union_tag_invalid":
         problem = f"has an unknown kind; {problem}"
-    elif path not in sensitive and _is_scalar(detail.get("input")):
+    elif (
+        path not in sensitive
+        and not origin.file.startswith("--set ")  # an override's value may be a secret
+        and _is_scalar(detail.get("input"))
+    ):
         problem = f"{problem}; got {detail['input']!r}"
     else:
         problem = f"{problem}"
