@@ -1,10 +1,9 @@
-"""Storage through Hadoop's FileSystem — local, HDFS or S3A alike: small files next to the
-checkpoint, the reachability check before a query starts, and what S3 needs beyond a path.
+"""Storage — local, HDFS or S3A alike: where onceflow keeps its state beside a checkpoint,
+the reachability check before a query starts, and what S3 needs beyond a path.
 
-onceflow keeps its own state under ``<checkpoint>/onceflow/`` (the app id, the at-most-once
-ledger). Going through the JVM's Hadoop FileSystem, not Python's ``open``, is what makes the
-same code work for ``file:``, ``hdfs://`` and ``s3a://`` checkpoints with the session's
-credentials and settings.
+onceflow keeps its own state under ``<checkpoint>/onceflow/`` (the app id, the job's
+identity, the at-most-once claims, the lock, replay intents, metrics), in small files
+written whole or not at all (``onceflow.files``).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
 from onceflow.errors import StorageError
+from onceflow.files import CheckpointFiles
 
 __all__ = [
     "CheckpointFiles",
@@ -31,10 +31,6 @@ _CHECKPOINT_MANAGER = "spark.sql.streaming.checkpointFileManagerClass"
 _ABORTABLE_MANAGER = "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
 _MULTI_WRITER_LOG_STORE = re.compile(r"DynamoDB", re.IGNORECASE)
 
-# hadoop-aws's createFile() option that turns a create into a PUT with If-None-Match: *
-_S3A_CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
-# another writer made the file first: HDFS/local at create, S3 (HTTP 412) at close
-_LOST_RACE = re.compile(r"FileAlreadyExists|RemoteFileChangedException|PreconditionFailed|\b412\b")
 
 # Java exceptions (by the names Hadoop, S3A and the AWS SDK give them) that mean the storage
 # cannot be reached, refused the credentials, or has no live node to write to.
@@ -102,86 +98,6 @@ def check_storage(spark: SparkSession, job: str, locations: Mapping[str, str]) -
 def onceflow_state(checkpoint: str) -> str:
     """Where onceflow keeps its own state for a checkpoint: app id, ledger, lock, metrics."""
     return checkpoint.rstrip("/") + "/onceflow"
-
-
-class CheckpointFiles:
-    """Read and create small text files under one folder, via Hadoop's FileSystem."""
-
-    def __init__(self, spark: SparkSession, folder: str) -> None:
-        jvm: Any = spark.sparkContext._jvm
-        self._path_class = jvm.org.apache.hadoop.fs.Path
-        self._folder = self._path_class(folder)
-        hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()
-        self._fs = self._folder.getFileSystem(hadoop_conf)
-        self._charset = jvm.java.nio.charset.StandardCharsets.UTF_8
-        self._io_utils = jvm.org.apache.commons.io.IOUtils
-        self.folder = folder
-
-    def _path(self, name: str) -> Any:
-        return self._path_class(self._folder, name)
-
-    def exists(self, name: str) -> bool:
-        return bool(self._fs.exists(self._path(name)))
-
-    def read(self, name: str) -> str | None:
-        """The file's text, or None when it does not exist."""
-        path = self._path(name)
-        if not self._fs.exists(path):
-            return None
-        stream = self._fs.open(path)
-        try:
-            return str(self._io_utils.toString(stream, self._charset))
-        finally:
-            stream.close()
-
-    def create(self, name: str, text: str) -> bool:
-        """Create ``name`` with ``text`` unless it exists; True if this call created it.
-
-        Atomic on local disk and HDFS (``create(overwrite=false)``) and on S3A, where a
-        plain create only checks then writes: there the object is written with
-        ``If-None-Match: *`` (S3 conditional writes, hadoop-aws 3.4.2+), so of two writers
-        racing for the same name exactly one wins and the other's ``close`` is refused.
-        """
-        path = self._path(name)
-        if self._fs.exists(path):
-            return False
-        try:
-            stream = self._create_if_absent(path)
-            try:
-                stream.write(bytearray(text.encode("utf-8")))
-            finally:
-                stream.close()  # S3A: the conditional PUT happens here
-        except Exception as exc:
-            if _LOST_RACE.search(str(exc)):
-                return False
-            raise
-        return True
-
-    def _create_if_absent(self, path: Any) -> Any:
-        if self._folder.toUri().getScheme() != "s3a":
-            return self._fs.create(path, False)
-        builder = self._fs.createFile(path).overwrite(False)
-        return builder.must(_S3A_CONDITIONAL_CREATE, True).build()
-
-    def overwrite(self, name: str, text: str) -> None:
-        """Write ``name`` with ``text``, replacing it if it exists."""
-        stream = self._fs.create(self._path(name), True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-
-    def delete(self, name: str) -> None:
-        """Remove ``name`` if it exists."""
-        self._fs.delete(self._path(name), False)
-
-    def names(self) -> list[str]:
-        """The names of the files directly in the folder (empty if it does not exist)."""
-        if not self._fs.exists(self._folder):
-            return []
-        return sorted(
-            str(status.getPath().getName()) for status in self._fs.listStatus(self._folder)
-        )
 
 
 # -- what S3 needs beyond a path --------------------------------------------------------

@@ -4,6 +4,11 @@ Exactly-once Delta writes are keyed by ``(app id, batch id)`` and Delta skips ev
 <= the last it saw for an app id. Batch ids restart at 0 with a new checkpoint, so the app id
 must change with the checkpoint, never with the job name: a fresh checkpoint gets a fresh
 app id, and its batch 0 is not mistaken for the old checkpoint's batch 0.
+
+The file appears whole or not at all (``onceflow.files``). One that is there but empty or
+not a UUID was damaged (or written by hand): it is refused, never used, since every guarded
+write would carry it and Delta would skip the writes of any other checkpoint that ended up
+with the same broken id.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from onceflow.storage import CheckpointFiles, onceflow_state
+from onceflow.errors import GuaranteeError
+from onceflow.files import CheckpointFiles
+from onceflow.storage import onceflow_state
 
 __all__ = ["AppIdentity", "onceflow_state", "read_app_id", "resolve_app_id"]
 
@@ -33,9 +40,26 @@ class AppIdentity:
 
 
 def read_app_id(spark: SparkSession, checkpoint: str) -> str | None:
-    """The checkpoint's app id, or None before the job's first start; creates nothing."""
+    """The checkpoint's app id, or None before the job's first start; creates nothing.
+
+    Raises:
+        GuaranteeError: GUARANTEE_APP_ID_INVALID for a file that is empty or not a UUID.
+    """
     text = CheckpointFiles(spark, onceflow_state(checkpoint)).read(_APP_ID_FILE)
-    return text.strip() if text else None
+    if text is None:
+        return None
+    app_id = text.strip()
+    try:
+        valid = str(uuid.UUID(app_id)) == app_id
+    except ValueError:
+        valid = False
+    if not valid:
+        raise GuaranteeError(
+            "GUARANTEE_APP_ID_INVALID",
+            file=f"{onceflow_state(checkpoint)}/{_APP_ID_FILE}",
+            found=repr(app_id[:40]) if app_id else "nothing (an empty file)",
+        )
+    return app_id
 
 
 def resolve_app_id(spark: SparkSession, checkpoint: str) -> AppIdentity:
@@ -43,9 +67,10 @@ def resolve_app_id(spark: SparkSession, checkpoint: str) -> AppIdentity:
     is_new = not CheckpointFiles(spark, checkpoint.rstrip("/") + "/commits").names()
     existing = read_app_id(spark, checkpoint)
     if existing is None:
-        # create-if-absent: if another process won the race, its id is the one we read back
+        # create-if-absent: if another process won the race, its id is the one read back
         CheckpointFiles(spark, onceflow_state(checkpoint)).create(
             _APP_ID_FILE, str(uuid.uuid4()) + "\n"
         )
-        existing = read_app_id(spark, checkpoint) or ""
+        existing = read_app_id(spark, checkpoint)
+        assert existing is not None  # noqa: S101 - created just now, by us or the winner
     return AppIdentity(existing, is_new=is_new)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from onceflow.files import CheckpointFiles
 from onceflow.guarantees.app_id import onceflow_state
-from onceflow.storage import CheckpointFiles
 
 __all__ = ["BatchLedger"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from onceflow.storage import CheckpointFiles
+from onceflow.files import CheckpointFiles
 
 __all__ = ["CheckpointPosition", "checkpoint_position"]
 

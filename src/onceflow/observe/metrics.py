@@ -18,7 +18,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.storage import CheckpointFiles, onceflow_state
+from onceflow.files import CheckpointFiles
+from onceflow.storage import onceflow_state
 
 __all__ = ["KEEP_BATCHES", "MetricsFile", "metrics_folder", "read_metrics"]
 
