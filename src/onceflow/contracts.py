@@ -6,8 +6,9 @@ wraps the sinks into the single ``BatchWriter`` that ``foreachBatch`` calls.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
     from onceflow.config.models import WriteMode
 
 __all__ = [
-    "COMMIT_MARKER_PREFIX",
+    "MARKER_APP_ID",
+    "MARKER_BATCH_ID",
     "BatchContext",
+    "BatchInstrument",
     "BatchWriter",
     "Sink",
     "pop_batch_notes",
@@ -28,7 +31,9 @@ __all__ = [
 BatchWriter = Callable[["DataFrame", int], None]
 """What ``writeStream.foreachBatch`` calls: ``writer(batch_df, batch_id)``."""
 
-COMMIT_MARKER_PREFIX = "onceflow:"
+#: The two fields of the JSON object stamped on every Delta commit onceflow makes.
+MARKER_APP_ID = "onceflow_app_id"
+MARKER_BATCH_ID = "onceflow_batch_id"
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,9 @@ class BatchContext:
 
     @property
     def commit_marker(self) -> str:
-        """Stamped on every Delta commit (``userMetadata``): which app and batch wrote it."""
-        return f"{COMMIT_MARKER_PREFIX}{self.app_id}:{self.batch_id}"
+        """Stamped on every Delta commit (``userMetadata``): which app and batch wrote it, as
+        JSON, so that any app id reads back whole (a replay's holds a ``:``)."""
+        return json.dumps({MARKER_APP_ID: self.app_id, MARKER_BATCH_ID: self.batch_id})
 
 
 class Sink(Protocol):
@@ -73,6 +79,19 @@ class Sink(Protocol):
 
     def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
         """App id -> the highest batch id it wrote here; None if the sink keeps no marks."""
+        ...
+
+
+class BatchInstrument(Protocol):
+    """Wraps a job's batch pipeline from outside, without a hook inside it: crash injection
+    (``onceflow.prove.crash``), which only the prove harness and tests install."""
+
+    def wrap_writer(self, writer: BatchWriter) -> BatchWriter:
+        """The ``foreachBatch`` writer to use instead of ``writer``."""
+        ...
+
+    def wrap_sinks(self, sinks: Sequence[Sink]) -> list[Sink]:
+        """The outputs of a batch, in write order, to use instead of ``sinks``."""
         ...
 
 

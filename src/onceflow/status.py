@@ -12,7 +12,13 @@ problems:
 - a sink written by another checkpoint's app id that this checkpoint never wrote: a fresh
   checkpoint against an existing sink (the next start is refused: GUARANTEE_FOREIGN_SINK);
 - a sink missing a committed batch the guarantee promised to deliver (at-least-once,
-  exactly-once): that batch is lost.
+  exactly-once): that batch is lost (the quarantine table is written only by batches that
+  quarantine records, so a gap there is no loss);
+- a checkpoint recorded as another job's (the next start is refused:
+  GUARANTEE_CHECKPOINT_MISMATCH).
+
+It also counts Kafka offsets the job skipped as gone (``failOnDataLoss: false``), from the
+metrics lines it keeps.
 """
 
 from __future__ import annotations
@@ -24,16 +30,19 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec, SinkSpec
+from onceflow.files import CheckpointFiles
 from onceflow.guarantees import (
     BatchLedger,
     CheckpointPosition,
     checkpoint_position,
+    job_identity,
     read_app_id,
+    read_identity,
 )
+from onceflow.guarantees.identity import differences_from
 from onceflow.observe import read_metrics
 from onceflow.sinks import build_sink
 from onceflow.sources import latest_offsets
-from onceflow.storage import CheckpointFiles
 
 __all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
 
@@ -73,6 +82,8 @@ class JobStatus:
     ledger_last: int | None  # at-most-once: the highest batch id claimed in its ledger
     source_lag: dict[str, Any] | None
     last_batch: dict[str, Any] | None  # the metrics file's newest line
+    # Kafka offsets skipped as gone (failOnDataLoss: false), over the kept metrics lines
+    skipped_offsets: dict[str, Any] | None = None
     sinks: list[SinkStatus] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -92,8 +103,20 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
     if spec.guarantee is Guarantee.AT_MOST_ONCE:
         ledger_last = max(BatchLedger(spark, spec.checkpoint).recorded(), default=None)
     sinks = [_sink_status(spark, spec, sink, app_id, position) for sink in spec.outputs]
-    metrics = read_metrics(spark, spec.checkpoint, last=1)
+    # every kept line only where offsets can be skipped: a Kafka source
+    kafka = isinstance(spec.source, KafkaSourceSpec)
+    metrics = read_metrics(spark, spec.checkpoint, last=None if kafka else 1)
     last_line = metrics[-1] if metrics else None
+    problems = [f"sink '{s.name}': {s.verdict}" for s in sinks if s.problem]
+    recorded = read_identity(spark, spec.checkpoint)
+    if recorded is not None:
+        differences = differences_from(recorded, job_identity(spec))
+        if differences:
+            problems.insert(
+                0,
+                f"the checkpoint belongs to job '{recorded.get('job')}' "
+                f"({'; '.join(differences)}): the next start is refused",
+            )
     return JobStatus(
         job=spec.name,
         guarantee=spec.guarantee.value,
@@ -104,9 +127,22 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
         ledger_last=ledger_last,
         source_lag=_source_lag(spark, spec, position, last_line),
         last_batch=last_line,
+        skipped_offsets=_skipped(metrics),
         sinks=sinks,
-        problems=[f"sink '{s.name}': {s.verdict}" for s in sinks if s.problem],
+        problems=problems,
     )
+
+
+def _skipped(metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Offsets skipped as gone, in total and by batch; None when none were."""
+    by_batch = {
+        int(line["batch_id"]): int(line.get("skipped_offsets") or 0)
+        for line in metrics
+        if line.get("skipped_offsets")
+    }
+    if not by_batch:
+        return None
+    return {"total": sum(by_batch.values()), "batches": by_batch}
 
 
 def _sink_status(
@@ -120,7 +156,9 @@ def _sink_status(
     marks = sink.batch_marks(spark)
     others = {a: b for a, b in (marks or {}).items() if a != app_id}
     last = (marks or {}).get(app_id) if app_id else None
-    verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position)
+    quarantine = spec.quarantine_sink()
+    sparse = quarantine is not None and sink_spec.path == quarantine.path
+    verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position, sparse)
     return SinkStatus(
         name=sink.name,
         kind=sink_spec.kind,
@@ -139,10 +177,13 @@ def sink_verdict(
     last: int | None,
     others: dict[str, int],
     position: CheckpointPosition,
+    sparse: bool = False,
 ) -> tuple[str, bool]:
     """A sink's state against the checkpoint's ``position`` in one sentence, and whether
     the two disagree. ``marks`` are all the sink's (None: it keeps none), ``last`` this
-    checkpoint's app id's last batch there, ``others`` the other app ids' last batches."""
+    checkpoint's app id's last batch there, ``others`` the other app ids' last batches.
+    A ``sparse`` output (the quarantine table) is written only by the batches that have
+    rows for it, so batches missing there are no loss."""
     if marks is None:
         return "keeps no batch marks: its agreement with the checkpoint cannot be read", False
     planned, committed = position.last_planned, position.last_committed
@@ -154,6 +195,8 @@ def sink_verdict(
                 "or replaced checkpoint against an existing sink",
                 True,
             )
+        if sparse:
+            return "empty: no batch has quarantined a record yet", False
         if committed is not None and guarantee is not Guarantee.AT_MOST_ONCE:
             return f"holds no batch of this checkpoint, which committed batch {committed}", True
         return "empty: nothing written yet", False
@@ -167,6 +210,11 @@ def sink_verdict(
     if last == position.in_flight:
         return f"holds batch {last}, the one in flight: {_replay_effect(guarantee)}", False
     if committed is not None and last < committed:
+        if sparse:
+            return (
+                f"last batch {last}: written only by the batches that quarantine records",
+                False,
+            )
         if guarantee is Guarantee.AT_MOST_ONCE:
             return (
                 f"last batch {last}, the checkpoint committed {committed}: batches after "
@@ -272,6 +320,13 @@ def render_status(status: JobStatus) -> str:
         lines.append(f"  source lag      {amounts} ({lag['as_of']})")
     else:
         lines.append("  source lag      unknown")
+    if status.skipped_offsets:
+        skipped = status.skipped_offsets
+        batches = ", ".join(f"{b} ({n:,})" for b, n in sorted(skipped["batches"].items()))
+        lines.append(
+            f"  skipped         {skipped['total']:,} Kafka offset(s) gone before they were "
+            f"read (failOnDataLoss: false), in batch(es) {batches}"
+        )
     last = status.last_batch
     if last:
         guarantee = (last.get("guarantee") or {}).get("action", "-")

@@ -6,23 +6,23 @@ the app id been kept, Delta silently skipping new batches (exactly-once). Either
 user almost certainly pointed the job at the wrong checkpoint, so it is an error unless the
 job says ``on_foreign_sink: continue``.
 
-Sinks are recognised by the app ids in their batch marks (``Sink.batch_marks``): for Delta
-the ``txn`` actions (exactly-once writes) and the ``onceflow:<app id>:<batch>`` commit
-markers (every onceflow write), for PostgreSQL the ledger. A Parquet sink carries no marks;
-any data in it counts as foreign.
+Sinks are recognised by the app ids in their batch marks (``BatchSink.foreign_writers``):
+for Delta the ``txn`` actions (exactly-once writes) and the commit markers (every onceflow
+write), for PostgreSQL the ledger, for Parquet its marks files (and any data without marks
+counts as foreign).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import AppIdentity
-from onceflow.sinks import build_sink, delta_batch_marks
-from onceflow.storage import CheckpointFiles
+from onceflow.sinks import BatchSink, delta_batch_marks
 
 __all__ = ["check_foreign_sinks", "delta_app_ids"]
 
@@ -34,21 +34,15 @@ def delta_app_ids(spark: SparkSession, path: str) -> set[str]:
     return set(delta_batch_marks(spark, path))
 
 
-def check_foreign_sinks(spark: SparkSession, spec: JobSpec, identity: AppIdentity) -> None:
-    """Raise GUARANTEE_FOREIGN_SINK if the checkpoint is new and a sink was written before.
-
-    With ``on_foreign_sink: continue`` the finding is logged as a warning instead.
-    """
+def check_foreign_sinks(
+    spark: SparkSession, spec: JobSpec, identity: AppIdentity, outputs: Sequence[BatchSink]
+) -> None:
+    """Raise GUARANTEE_FOREIGN_SINK if the checkpoint is new and an output was written
+    before by another. With ``on_foreign_sink: continue`` it is logged as a warning."""
     if not identity.is_new:
         return
-    for sink in spec.outputs:
-        marks = build_sink(spec, sink).batch_marks(spark)
-        if marks is None:  # Parquet keeps no marks: any data in it counts as foreign
-            files = CheckpointFiles(spark, sink.path).names()
-            has_data = any(not name.startswith(("_", ".")) for name in files)
-            others = {"(unmarked Parquet data)"} if has_data else set()
-        else:
-            others = set(marks) - {identity.app_id}
+    for sink in outputs:
+        others = sink.foreign_writers(spark, identity.app_id)
         if not others:
             continue
         error = GuaranteeError(

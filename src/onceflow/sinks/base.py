@@ -87,6 +87,10 @@ class BatchSink:
         sink that keeps no marks (Parquet)."""
         return None
 
+    def foreign_writers(self, spark: SparkSession, app_id: str) -> set[str]:
+        """The app ids other than ``app_id`` whose writes the sink holds, by its marks."""
+        return set(self.batch_marks(spark) or {}) - {app_id}
+
     def read(self, spark: SparkSession) -> DataFrame:
         """What the sink holds, read as any reader would (verification, row counts)."""
         return spark.read.format(self._spec.kind).load(self.path)

@@ -10,7 +10,7 @@ What a replay of batch N does, per mode, guarded (exactly-once) or not:
 - ``replace-batch``: the rows carry N; a replay replaces batch N's rows in one commit
   (``replaceWhere``), guarded or not.
 
-Every commit carries ``userMetadata = onceflow:<app id>:<batch id>``.
+Every commit carries ``userMetadata = {"onceflow_app_id": "<app id>", "onceflow_batch_id": N}``.
 
     sinks:
       - name: balances
@@ -39,11 +39,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
-from onceflow.contracts import COMMIT_MARKER_PREFIX, BatchContext
+from onceflow.contracts import MARKER_APP_ID, MARKER_BATCH_ID, BatchContext
 from onceflow.errors import SinkError
+from onceflow.files import CheckpointFiles
 from onceflow.sinks.base import BatchSink, is_delta_conflict
 from onceflow.sinks.shaping import latest_per_key
-from onceflow.storage import CheckpointFiles
 
 __all__ = [
     "DML_TXN_APP_ID",
@@ -305,8 +305,8 @@ def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBui
 def delta_batch_marks(spark: SparkSession, path: str) -> dict[str, int]:
     """App id -> the highest batch id it wrote into the Delta table at ``path``.
 
-    Read from the table's log: the ``onceflow:<app id>:<batch id>`` marker of every commit
-    still in the log's JSON files, and the ``txn`` (app id, version = batch id) of
+    Read from the table's log: the commit marker (``BatchContext.commit_marker``) of every
+    commit still in the log's JSON files, and the ``txn`` (app id, version = batch id) of
     exactly-once writes, which Delta also carries into its checkpoints, so it outlives log
     cleanup. One aggregate over all of them. Empty when there is no table.
     """
@@ -323,21 +323,33 @@ def delta_batch_marks(spark: SparkSession, path: str) -> dict[str, int]:
             "commitInfo" in actions.columns
             and "userMetadata" in actions.select("commitInfo.*").columns
         ):
-            marker = F.col("commitInfo.userMetadata")
-            parts = F.split(F.substring(marker, len(COMMIT_MARKER_PREFIX) + 1, 1 << 20), ":")
-            found.append(
-                actions.where(marker.startswith(COMMIT_MARKER_PREFIX)).select(
-                    parts[0].alias("app"), parts[1].cast("bigint").alias("batch")
-                )
-            )
+            found.append(_marker_marks(actions.select(F.col("commitInfo.userMetadata"))))
     checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
     if checkpoints:
         found += _txn_marks(spark.read.parquet(*checkpoints))
     if not found:
         return {}
     pairs = functools.reduce(DataFrame.unionByName, found)
-    rows = pairs.where(F.col("app").isNotNull()).groupBy("app").max("batch").collect()
+    known = F.col("app").isNotNull() & F.col("batch").isNotNull()
+    rows = pairs.where(known).groupBy("app").max("batch").collect()
     return {str(row[0]): int(row[1]) for row in rows}
+
+
+def _marker_marks(markers: DataFrame) -> DataFrame:
+    """The (app, batch) pairs of commit markers: the JSON object onceflow stamps, or the
+    ``onceflow:<app id>:<batch id>`` text of onceflow before 0.2 (the batch id is what
+    follows the last ``:``, so an app id with a ``:`` reads back whole there too)."""
+    text = F.col("userMetadata")
+    legacy = r"^onceflow:(.*):([0-9]+)$"
+    app = F.coalesce(
+        F.get_json_object(text, f"$.{MARKER_APP_ID}"),
+        F.nullif(F.regexp_extract(text, legacy, 1), F.lit("")),
+    )
+    batch = F.coalesce(
+        F.get_json_object(text, f"$.{MARKER_BATCH_ID}"),
+        F.nullif(F.regexp_extract(text, legacy, 2), F.lit("")),
+    )
+    return markers.select(app.alias("app"), batch.try_cast("bigint").alias("batch"))
 
 
 def _txn_marks(actions: DataFrame) -> list[DataFrame]:
