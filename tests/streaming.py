@@ -7,13 +7,21 @@ from pyspark.sql.functions import col, to_date
 
 from onceflow.config import JobSpec
 from onceflow.contracts import BatchWriter
+from onceflow.prove.crash import CrashPlan
 from onceflow.prove.workload import PAYMENTS_SCHEMA, payments
 from onceflow.runner import start_query
 
 
-def run_to_end(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None = None) -> None:
-    """Run ``spec``'s query until its trigger ends it; errors surface from the query."""
-    query = start_query(spark, spec, writer)
+def run_to_end(
+    spark: SparkSession,
+    spec: JobSpec,
+    writer: BatchWriter | None = None,
+    crash: CrashPlan | None = None,
+    adopt_checkpoint: bool = False,
+) -> None:
+    """Run ``spec``'s query until its trigger ends it; errors surface from the query.
+    ``crash`` installs crash injection (the explicit API only tests and prove use)."""
+    query = start_query(spark, spec, writer, instrument=crash, adopt_checkpoint=adopt_checkpoint)
     try:
         query.processAllAvailable()
         query.awaitTermination(120)
@@ -22,6 +30,11 @@ def run_to_end(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None = 
     exception = query.exception()
     if exception is not None:
         raise exception
+
+
+def crash_at(point: str, batch_id: int, action: str = "raise") -> CrashPlan:
+    """A crash plan: ``crash_at("after_write", 1)``."""
+    return CrashPlan.parse(f"{point}@{batch_id}:{action}")
 
 
 def expected_payments(spark: SparkSession, count: int, seed: int = 7) -> DataFrame:

@@ -1,5 +1,6 @@
 """The mechanisms under the guarantees: app id, foreign sinks, txn isolation, the ledger,
-the single-sink mid-write crash, and a deliberately broken writer the checks must catch."""
+the single-sink mid-write crash, a real Delta conflict retried, and a deliberately broken
+writer the checks must catch."""
 
 from __future__ import annotations
 
@@ -10,29 +11,29 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from onceflow.config import Guarantee
-from onceflow.contracts import pop_batch_notes
+from onceflow.config import DeltaSinkSpec, Guarantee, MergeSpec, WriteMode
+from onceflow.contracts import BatchContext, pop_batch_notes
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees import (
     BatchLedger,
-    CrashPlan,
-    CrashPoint,
     WriterSettings,
     delta_app_ids,
     guarded_writer,
     resolve_app_id,
+    retry_conflicts,
 )
+from onceflow.prove.verify import balance_drift, read_ids, tally
 from onceflow.prove.workload import write_payment_files
-from onceflow.runner import start_query
-from onceflow.sinks import build_sink
+from onceflow.runner import build_outputs, start_query
+from onceflow.sinks import DeltaSink, delta_batch_marks, dml_transaction, is_delta_conflict
 from onceflow.sinks.delta import DML_TXN_APP_ID, DML_TXN_VERSION
 from tests.conftest import JobLoader
-from tests.payments_check import balance_drift, events_delivery
-from tests.streaming import run_to_end
+from tests.streaming import crash_at, run_to_end
 
 pytestmark = pytest.mark.spark
 
 ONE_FILE_PER_BATCH = "source.max_files_per_trigger=1"
+SPARK_PARSES = "quality.parser=spark"  # typed rows, a single output: no quarantine table
 
 
 def test_app_id_is_stored_in_the_checkpoint(
@@ -74,64 +75,162 @@ def test_fresh_checkpoint_against_existing_sink_is_caught(
     assert len(delta_app_ids(spark, allowed.sinks[0].path)) == 2
 
 
-def test_two_merge_queries_in_one_session_keep_their_txn_ids(
-    spark: SparkSession, job_in: JobLoader, tmp_path: Path
-) -> None:
-    """Two exactly-once MERGE jobs run at once in one session; each table records only its
-    own app id, no batch is skipped, and no DML txn setting is left behind."""
-    specs = []
-    for name in ("left", "right"):
-        write_payment_files(tmp_path / name / "in", count=90, files=3)
-        specs.append(
-            job_in(
-                "jobs/payments_exactly_once_merge.yaml",
-                ONE_FILE_PER_BATCH,
-                f"name={name}",
-                f"source.path={tmp_path / name / 'in'}",
-                f"sinks[0].path={tmp_path / name / 'events'}",
-                f"sinks[1].path={tmp_path / name / 'balances'}",
-                f"checkpoint={tmp_path / name / 'checkpoint'}",
-            ).spec
-        )
-    queries = [start_query(spark, spec) for spec in specs]
-    for query in queries:
-        query.awaitTermination(300)
-        assert query.exception() is None
+def _merge_sink(path: Path) -> DeltaSink:
+    """A guarded MERGE sink on ``id`` whose update adds: applied twice, it shows."""
+    spec = DeltaSinkSpec(
+        kind="delta",
+        name="counts",
+        path=str(path),
+        schema="id BIGINT, n BIGINT",
+        merge=MergeSpec(
+            keys=("id",),
+            when_matched=({"action": "update", "set": {"n": "t.n + s.n"}},),  # type: ignore[arg-type]
+        ),
+    )
+    return DeltaSink("job", spec, WriteMode.MERGE)
 
-    app_ids = [resolve_app_id(spark, spec.checkpoint).app_id for spec in specs]
-    assert app_ids[0] != app_ids[1]
-    for spec, app_id in zip(specs, app_ids, strict=True):
-        for sink in spec.sinks:
-            assert delta_app_ids(spark, sink.path) == {app_id}
-        assert events_delivery(spark, spec.sinks[0].path, 90).lost == 0
-        assert balance_drift(spark, spec.sinks[1].path, 90) == 0
+
+def test_two_guarded_merges_sharing_one_session_keep_their_txn_ids(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Delta's DML transaction id is a setting of the session: two writers of one session
+    (a notebook's replay beside its own writes, two threads of a driver) write at the same
+    instant. Each table must record only its own app id, every batch once, and nothing of
+    the settings may be left behind."""
+    sinks = {app: _merge_sink(tmp_path / app) for app in ("app-left", "app-right")}
+    batches, rows = 4, 25
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def write(app: str) -> None:
+        try:
+            for batch_id in range(batches):
+                frame = spark.createDataFrame(
+                    [(batch_id * rows + i, 1) for i in range(rows)], "id BIGINT, n BIGINT"
+                )
+                start.wait(60)
+                sinks[app].write(frame, BatchContext(app, batch_id, guarded=True))
+        except BaseException as exc:
+            failures.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=write, args=(app,)) for app in sinks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    assert failures == []
+    for app, sink in sinks.items():
+        assert delta_batch_marks(spark, sink.path) == {app: batches - 1}
+        table = spark.read.format("delta").load(sink.path)
+        found = tally([row[0] for row in table.select("id").collect()], range(batches * rows))
+        assert (found.lost, found.duplicated) == (0, 0), (app, found)
+        assert table.where("n != 1").count() == 0  # no update applied twice
     assert spark.conf.get(DML_TXN_APP_ID, None) is None
     assert spark.conf.get(DML_TXN_VERSION, None) is None
+
+
+def test_dml_guard_sections_never_overlap(spark: SparkSession) -> None:
+    """While one writer is inside the guard, another waits outside it, and the first one's
+    transaction id stays set until it leaves."""
+    inside, leave, second_inside = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with dml_transaction(spark, BatchContext("first", 1, True)):
+            inside.set()
+            leave.wait(60)
+
+    def second() -> None:
+        with dml_transaction(spark, BatchContext("second", 1, True)):
+            second_inside.set()
+
+    one, two = threading.Thread(target=first), threading.Thread(target=second)
+    one.start()
+    assert inside.wait(30)
+    two.start()
+    try:
+        assert not second_inside.wait(3), "the second writer entered while the first was in"
+        assert spark.conf.get(DML_TXN_APP_ID) == "first"
+    finally:
+        leave.set()
+        one.join(30)
+    assert second_inside.wait(30)
+    two.join(30)
+    assert spark.conf.get(DML_TXN_APP_ID, None) is None
+
+
+def test_a_real_delta_conflict_is_retried(spark: SparkSession, tmp_path: Path) -> None:
+    """A sink's MERGE races another writer's UPDATEs of the same files until Delta refuses
+    the MERGE's commit (a py4j exception turned into delta's typed one); the retry goes
+    through, and every write is in the table exactly once."""
+    from delta.tables import DeltaTable
+
+    path = str(tmp_path / "contended")
+    spark.createDataFrame([(i, 0) for i in range(20)], "id BIGINT, n BIGINT").write.format(
+        "delta"
+    ).save(path)
+    sink = _merge_sink(Path(path))
+    conflicts: list[BaseException] = []
+    retries, updates = [], []
+
+    def updater(start: threading.Barrier) -> None:
+        table = DeltaTable.forPath(spark.newSession(), path)
+        start.wait(60)
+        for _ in range(3):
+            table.update(set={"n": "n + 10"})
+            updates.append(1)
+
+    def race(batch_id: int) -> None:
+        """One MERGE (+1 per id) under retry_conflicts while the updater runs."""
+        start = threading.Barrier(2)
+        frame = spark.createDataFrame([(i, 1) for i in range(20)], "id BIGINT, n BIGINT")
+        attempts = []
+
+        def attempt() -> None:
+            attempts.append(1)
+            if len(attempts) == 1:
+                start.wait(60)  # both writers start together; a retry does not wait
+            try:
+                sink.write(frame, BatchContext("w", batch_id, guarded=False))
+            except Exception as exc:
+                if is_delta_conflict(exc):
+                    conflicts.append(exc)
+                raise
+
+        other = threading.Thread(target=updater, args=(start,))
+        other.start()
+        retries.append(retry_conflicts(attempt, what="merge", retries=5, backoff_seconds=0.1))
+        other.join(300)
+
+    merges = 0
+    while not conflicts and merges < 6:
+        race(merges)
+        merges += 1
+    assert conflicts, f"no Delta conflict in {merges} MERGEs racing UPDATEs"
+    assert type(conflicts[0]).__module__.startswith("delta.exceptions")
+    assert sum(retries) >= 1
+    # every MERGE (+1) and every UPDATE (+10) applied once, retries or not
+    values = {row["n"] for row in spark.read.format("delta").load(path).collect()}
+    assert values == {merges + 10 * len(updates)}
 
 
 def test_at_most_once_ledger_skips_a_replayed_batch(
     spark: SparkSession, job_in: JobLoader, tmp_path: Path
 ) -> None:
-    """Single sink, crash inside the write job: the ledger already holds batch 1, so the
-    replay skips it and batch 1 is lost, while nothing is duplicated."""
+    """Single output (Spark parses the source: no quarantine), crash inside its write job:
+    the ledger already holds batch 1, so the replay skips it and batch 1 is lost, while
+    nothing is duplicated."""
     write_payment_files(tmp_path / "data/sample/payments", count=90, files=3)
-    spec = job_in(
-        "jobs/payments.yaml",
-        ONE_FILE_PER_BATCH,
-        "guarantee=at-most-once",
-        "faults.crash_point=mid_write",
-        "faults.batch_id=1",
-    ).spec
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, spec)
+    job = ("jobs/payments.yaml", ONE_FILE_PER_BATCH, SPARK_PARSES, "guarantee=at-most-once")
+    spec = job_in(*job).spec
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, spec, crash=crash_at("mid_write", 1))
     assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1]
     for batch_id in (0, 1, 2):  # notes of earlier tests' batches under the same job name
         pop_batch_notes(spec.name, batch_id)
 
-    run_to_end(
-        spark, job_in("jobs/payments.yaml", ONE_FILE_PER_BATCH, "guarantee=at-most-once").spec
-    )
-    events = events_delivery(spark, spec.sinks[0].path, 90)
+    run_to_end(spark, job_in(*job).spec)
+    events = tally(read_ids(spark, "delta", spec.sinks[0].path), range(1, 91))
     assert (events.lost, events.duplicated) == (30, 0)
     assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1, 2]
     # what the writer did with each batch, for the progress line
@@ -148,12 +247,12 @@ def test_single_sink_mid_write_crash_under_exactly_once(
     spark: SparkSession, job_in: JobLoader, tmp_path: Path
 ) -> None:
     write_payment_files(tmp_path / "data/sample/payments", count=90, files=3)
-    job = ("jobs/payments.yaml", ONE_FILE_PER_BATCH, "guarantee=exactly-once")
-    crashing = job_in(*job, "faults.crash_point=mid_write", "faults.batch_id=1").spec
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, crashing)
-    run_to_end(spark, job_in(*job).spec)
-    events = events_delivery(spark, crashing.sinks[0].path, 90)
+    job = ("jobs/payments.yaml", ONE_FILE_PER_BATCH, SPARK_PARSES, "guarantee=exactly-once")
+    spec = job_in(*job).spec
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, spec, crash=crash_at("mid_write", 1))
+    run_to_end(spark, spec)
+    events = tally(read_ids(spark, "delta", spec.sinks[0].path), range(1, 91))
     assert (events.lost, events.duplicated) == (0, 0)
 
 
@@ -163,28 +262,24 @@ def test_checks_catch_a_broken_exactly_once_writer(
     """A writer that claims exactly-once but does not guard its writes (the policy is
     swapped for at-least-once) must be caught by the same checks the matrix uses."""
     write_payment_files(tmp_path / "data/sample/payments", count=90, files=3)
-    spec = job_in("jobs/payments_exactly_once_transactional.yaml", ONE_FILE_PER_BATCH).spec
+    spec = job_in(
+        "jobs/payments_exactly_once_transactional.yaml", ONE_FILE_PER_BATCH, SPARK_PARSES
+    ).spec
     app_id = resolve_app_id(spark, spec.checkpoint).app_id
-    sinks = [build_sink(spec, sink) for sink in spec.sinks]
-
-    def broken(crash: CrashPlan | None) -> object:
-        settings = WriterSettings(spec.name, Guarantee.AT_LEAST_ONCE, app_id, crash=crash)
-        return guarded_writer(sinks, settings)
-
-    query = start_query(spark, spec, broken(CrashPlan(CrashPoint.AFTER_WRITE, 1)))  # type: ignore[arg-type]
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
+    broken = guarded_writer(
+        build_outputs(spec), WriterSettings(spec.name, Guarantee.AT_LEAST_ONCE, app_id)
+    )
+    query = start_query(spark, spec, crash_at("after_write", 1).wrap_writer(broken))
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
         query.awaitTermination(300)
-    run_to_end(spark, spec, broken(None))  # type: ignore[arg-type]
+    run_to_end(spark, spec, broken)
 
-    events = events_delivery(spark, spec.sinks[0].path, 90)
+    events = tally(read_ids(spark, "delta", spec.sinks[0].path), range(1, 91))
     assert events.duplicated == 30
-    assert balance_drift(spark, spec.sinks[1].path, 90) != Decimal(0)
+    assert balance_drift(spark, "delta", spec.sinks[1].path, 90, seed=7).total != Decimal(0)
 
 
 def test_dml_txn_settings_are_reset_after_a_failed_merge(spark: SparkSession) -> None:
-    from onceflow.contracts import BatchContext
-    from onceflow.sinks import dml_transaction
-
     session = spark.newSession()
     with pytest.raises(RuntimeError), dml_transaction(session, BatchContext("app", 7, True)):
         assert session.conf.get(DML_TXN_APP_ID) == "app"
@@ -193,43 +288,13 @@ def test_dml_txn_settings_are_reset_after_a_failed_merge(spark: SparkSession) ->
     assert session.conf.get(DML_TXN_APP_ID, None) is None
 
 
-def test_dml_lock_serialises_guard_sections(spark: SparkSession) -> None:
-    """While one thread is inside the guard, another cannot enter it."""
-    from onceflow.contracts import BatchContext
-    from onceflow.sinks import dml_transaction
-
-    inside = threading.Event()
-    release = threading.Event()
-    entered_second: list[bool] = []
-
-    def first() -> None:
-        with dml_transaction(spark.newSession(), BatchContext("a", 1, True)):
-            inside.set()
-            release.wait(10)
-
-    def second() -> None:
-        with dml_transaction(spark.newSession(), BatchContext("b", 1, True)):
-            entered_second.append(release.is_set())
-
-    one = threading.Thread(target=first)
-    one.start()
-    inside.wait(10)
-    two = threading.Thread(target=second)
-    two.start()
-    two.join(0.5)
-    release.set()
-    one.join(10)
-    two.join(10)
-    assert entered_second == [True]
-
-
 def test_a_batch_feeding_two_sinks_is_read_from_the_source_once(
     spark: SparkSession, job_in: JobLoader, tmp_path: Path
 ) -> None:
     """The batch is persisted for its two sinks, and the balances sink's SQL reads the
     cached batch: Spark's input metric counts every record once, not once per sink."""
     write_payment_files(tmp_path / "data/sample/payments", count=90, files=3)
-    spec = job_in("jobs/payments_at_least_once.yaml", ONE_FILE_PER_BATCH).spec
+    spec = job_in("jobs/payments_at_least_once.yaml", ONE_FILE_PER_BATCH, SPARK_PARSES).spec
     query = start_query(spark, spec)
     query.awaitTermination(300)
     assert [p.numInputRows for p in query.recentProgress] == [30, 30, 30]

@@ -17,10 +17,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
+from onceflow.prove.verify import balance_drift, read_ids, tally
 from onceflow.prove.workload import write_payment_files
 from tests.conftest import JobLoader
-from tests.payments_check import balance_drift, events_delivery
-from tests.streaming import run_to_end
+from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.chaos]
 
@@ -62,18 +62,11 @@ def crash_then_drain(
 ) -> JobSpec:
     """Run ``job`` with a crash at ``point`` of batch 0, restart without it, drain."""
     write_payment_files(tmp_path / "data/sample/payments", count=RECORDS, files=FILES)
-    common = ("source.max_files_per_trigger=1",)
-    crashing = job_in(
-        f"jobs/{job}.yaml",
-        *common,
-        f"faults.crash_point={point}",
-        f"faults.batch_id={CRASH_BATCH}",
-        f"faults.action={action}",
-    ).spec
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, crashing)
-    run_to_end(spark, job_in(f"jobs/{job}.yaml", *common).spec)
-    return crashing
+    spec = job_in(f"jobs/{job}.yaml", "source.max_files_per_trigger=1").spec
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, spec, crash=crash_at(point, CRASH_BATCH, action))
+    run_to_end(spark, spec)
+    return spec
 
 
 @pytest.mark.parametrize(("job", "point"), sorted(EXPECTED))
@@ -84,11 +77,12 @@ def test_crash_and_restart(
     lost, duplicated, balances_exact = EXPECTED[(job, point)]
 
     sinks = {sink.name: sink for sink in spec.sinks}
-    events = events_delivery(spark, sinks["events"].path, RECORDS)
-    assert (events.lost, events.duplicated) == (lost, duplicated), events
+    sent = range(1, RECORDS + 1)
+    events = tally(read_ids(spark, "delta", sinks["events"].path), sent)
+    assert (events.lost, events.duplicated, events.unexpected) == (lost, duplicated, 0), events
     if "events_parquet" in sinks:
-        parquet = events_delivery(spark, sinks["events_parquet"].path, RECORDS, fmt="parquet")
+        parquet = tally(read_ids(spark, "parquet", sinks["events_parquet"].path), sent)
         assert (parquet.lost, parquet.duplicated) == (0, 0), parquet
     if "balances" in sinks:
-        drift = balance_drift(spark, sinks["balances"].path, RECORDS)
-        assert (drift == Decimal(0)) is balances_exact, f"balance drift {drift}"
+        drift = balance_drift(spark, "delta", sinks["balances"].path, RECORDS, seed=7)
+        assert (drift.total == Decimal(0)) is balances_exact, drift

@@ -4,6 +4,7 @@ topic patterns, secured listeners, and data aged out of retention."""
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,12 +15,12 @@ from pyspark.sql import SparkSession
 
 from onceflow.errors import SourceError
 from onceflow.prove.produce import produce_payments
+from onceflow.prove.verify import read_ids, tally
 from onceflow.runner import start_query
 from onceflow.services import LocalKafka
 from onceflow.status import job_status
 from tests.conftest import KAFKA_USER, JobLoader
-from tests.payments_check import events_delivery
-from tests.streaming import run_to_end
+from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -61,9 +62,9 @@ def test_kafka_to_delta_across_a_crash(
     produce_payments(kafka.bootstrap, topic, 120)
     job = (JOB, f"source.subscribe={topic}", "source.maxOffsetsPerTrigger=40", *overrides)
 
-    crashing = job_in(*job, f"faults.crash_point={point}", "faults.batch_id=1").spec
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, crashing)
+    crashing = job_in(*job).spec
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, crashing, crash=crash_at(point, 1))
     lag_check = case == "exactly-once-transactional/mid_write"
     if lag_check:  # status asks the broker how far past batch 1 (in flight) the topic goes
         stalled = job_status(spark, crashing)
@@ -75,14 +76,14 @@ def test_kafka_to_delta_across_a_crash(
         first_two = sum(
             int(row["operationMetrics"]["numOutputRows"])
             for row in history
-            if (row["userMetadata"] or "").rsplit(":", 1)[-1] in ("0", "1")
+            if json.loads(row["userMetadata"] or "{}").get("onceflow_batch_id") in (0, 1)
         )
         assert stalled.source_lag == {"offsets": 120 - first_two, "as_of": "now"}
         drained = job_status(spark, crashing)
         assert drained.healthy and drained.source_lag == {"offsets": 0, "as_of": "now"}
 
     table = crashing.sinks[0].path
-    events = events_delivery(spark, table, 120)
+    events = tally(read_ids(spark, "delta", table), range(1, 121))
     rows = spark.read.format("delta").load(table)
     per_record = Counter(
         (r["kafka_partition"], r["kafka_offset"])
@@ -165,7 +166,7 @@ def test_secured_listener_with_the_right_password(
     monkeypatch.setenv("KAFKA_PASSWORD", KAFKA_USER.password)
     spec = sasl_job(job_in, kafka, topic, mechanism).spec
     run_to_end(spark, spec)
-    assert events_delivery(spark, spec.sinks[0].path, 25).lost == 0
+    assert tally(read_ids(spark, "delta", spec.sinks[0].path), range(1, 26)).lost == 0
 
 
 def test_wrong_password_fails_fast_with_a_clear_error(
@@ -241,20 +242,36 @@ def test_aged_out_data_stops_the_query_naming_the_offsets(
 def test_aged_out_data_is_skipped_and_counted_without_fail_on_data_loss(
     spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
 ) -> None:
-    from onceflow.observe import skipped_offsets
+    from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
+    from onceflow.status import render_status
 
     topic = new_topic(kafka, partitions=1)
     produce_payments(kafka.bootstrap, topic, 10)
-    spec = job_in(JOB, f"source.subscribe={topic}", "source.failOnDataLoss=false").spec
+    spec = job_in(
+        JOB,
+        f"source.subscribe={topic}",
+        "source.failOnDataLoss=false",
+        "source.accept_record_loss=true",
+    ).spec
     run_to_end(spark, spec)
     start = age_out(kafka, topic, first_id=11, count=40)
 
-    query = start_query(spark, spec)
-    query.awaitTermination(300)
+    # the metrics file keeps each batch's count, which status sums
+    listener = ProgressLogger(spec.name, MetricsFile(spark, spec.checkpoint))
+    spark.streams.addListener(listener)
+    try:
+        query = start_query(spark, spec)
+        query.awaitTermination(300)
+        assert listener.terminated.wait(30)
+    finally:
+        spark.streams.removeListener(listener)
     skipped = sum(skipped_offsets(progress.json) for progress in query.recentProgress)
     assert skipped == start - 10
     assert start == 51  # offsets 10..50 aged out unread
     assert spark.read.format("delta").load(spec.sinks[0].path).count() == 10
+    status = job_status(spark, spec)
+    assert status.skipped_offsets is not None and status.skipped_offsets["total"] == 41
+    assert "41 Kafka offset(s) gone before they were read" in render_status(status)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.cli import EXIT_FAILED, EXIT_OK, main
 from onceflow.config import Guarantee
-from onceflow.guarantees import CRASH_ENV, CheckpointPosition
+from onceflow.guarantees import CheckpointPosition
 from onceflow.observe import (
     LiveProgress,
     MetricsFile,
@@ -51,14 +51,23 @@ def _settings(tmp_path: Path) -> list[str]:
         "--set", f"sinks.0.path={tmp_path / 'events'}",
         "--set", f"sinks.1.path={tmp_path / 'balances'}",
         "--set", f"checkpoint={tmp_path / 'checkpoint'}",
+        "--set", f"quality.quarantine={tmp_path / 'quarantine'}",
     ]  # fmt: skip
 
 
 def _run_killed(tmp_path: Path) -> None:
     """Batch 0 completes; batch 1 dies after its first sink ('events') was written."""
     result = subprocess.run(
-        [ONCEFLOW, "run", JOB, *_settings(tmp_path)],
-        env={**os.environ, CRASH_ENV: "mid_write@1:kill"},
+        [
+            sys.executable,
+            "-m",
+            "onceflow.prove.child",
+            "run",
+            JOB,
+            *_settings(tmp_path),
+            "--crash",
+            "mid_write@1:kill",
+        ],
         start_new_session=True,  # the crash kills its whole process group
         capture_output=True,
         timeout=300,
@@ -104,9 +113,11 @@ def _commit_rows(spark: SparkSession, path: Path) -> dict[int, int]:
     """Batch id -> rows its commit added to the Delta table at ``path`` (by the marker)."""
     history = DeltaTable.forPath(spark, str(path)).history().collect()
     return {
-        int(row["userMetadata"].rsplit(":", 1)[1]): int(row["operationMetrics"]["numOutputRows"])
+        json.loads(row["userMetadata"])["onceflow_batch_id"]: int(
+            row["operationMetrics"]["numOutputRows"]
+        )
         for row in history
-        if (row["userMetadata"] or "").startswith("onceflow:") and row["operation"] == "WRITE"
+        if (row["userMetadata"] or "").startswith("{") and row["operation"] == "WRITE"
     }
 
 
@@ -168,7 +179,11 @@ def test_metrics_live_line_and_status_through_a_crash(
     code, status = _status(tmp_path, capsys)
     assert code == EXIT_OK and status["healthy"], status
     assert (status["last_committed"], status["in_flight"]) == (1, None)
-    assert [s["verdict"] for s in status["sinks"]] == ["in step: last batch 1"] * 2
+    assert [s["verdict"] for s in status["sinks"]] == [
+        "in step: last batch 1",
+        "in step: last batch 1",
+        "empty: no batch has quarantined a record yet",
+    ]
 
     # the checkpoint restored from an older copy: the sinks hold a batch it never planned
     for folder in ("offsets", "commits"):
@@ -269,7 +284,11 @@ def test_status_of_a_job_that_never_ran(tmp_path: Path, capsys: pytest.CaptureFi
     code, status = _status(tmp_path, capsys)
     assert code == EXIT_OK, status
     assert (status["app_id"], status["last_committed"], status["in_flight"]) == (None, None, None)
-    assert [s["verdict"] for s in status["sinks"]] == ["empty: nothing written yet"] * 2
+    assert [s["verdict"] for s in status["sinks"]] == [
+        "empty: nothing written yet",
+        "empty: nothing written yet",
+        "empty: no batch has quarantined a record yet",
+    ]
     assert not (tmp_path / "checkpoint").exists()  # status writes nothing
 
 
@@ -280,9 +299,8 @@ def test_the_metrics_file_keeps_the_newest_batches(spark: SparkSession, tmp_path
         metrics.write({"batch_id": batch_id, "input_rows": batch_id * 10})
     assert [line["batch_id"] for line in read_metrics(spark, checkpoint)] == [3, 4]
     assert read_metrics(spark, checkpoint, last=1) == [{"batch_id": 4, "input_rows": 40}]
+    # whole files only: no temporary left, no checksum sidecar to go stale
     assert sorted(p.name for p in Path(metrics_folder(checkpoint)).iterdir()) == [
-        ".3.json.crc",
-        ".4.json.crc",
         "3.json",
         "4.json",
     ]

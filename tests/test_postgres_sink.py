@@ -28,7 +28,7 @@ from onceflow.sinks.postgres.database import STAGE_PREFIX, connection_params
 from onceflow.sinks.postgres.staging import StageTask
 from onceflow.status import job_status
 from tests.conftest import PG_PASSWORD, JobLoader
-from tests.streaming import run_to_end
+from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.postgres]
 
@@ -126,26 +126,21 @@ def test_crash_and_restart(
     point: str,
 ) -> None:
     chosen = under(guarantee)
-    crashing = pg_job(
-        *chosen,
-        f"faults.crash_point={point}",
-        f"faults.batch_id={CRASH_BATCH}",
-        "faults.action=raise",
-    )
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, crashing)
+    crashing = pg_job(*chosen)
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, crashing, crash=crash_at(point, CRASH_BATCH))
     if (guarantee, point) == ("exactly-once", "mid_write"):
         # status reads the ledger: the first sink holds batch 0, in flight; the second not
         stalled = job_status(spark, crashing)
         assert (stalled.healthy, stalled.last_committed, stalled.in_flight) == (True, None, 0)
-        first, second = stalled.sinks
+        first, second, _quarantine = stalled.sinks
         assert (first.last_batch, second.last_batch) == (0, None), stalled
         assert "its replay skips this sink" in first.verdict
     spec = pg_job(*chosen)
     run_to_end(spark, spec)
     status = job_status(spark, spec)
     assert (status.healthy, status.last_committed, status.in_flight) == (True, 1, None), status
-    assert [s.last_batch for s in status.sinks] == [1, 1], status
+    assert [s.last_batch for s in status.sinks] == [1, 1, None], status  # no quarantine yet
 
     delivery = measure_delivery(spark, spec, RECORDS, seed=7)
     lost, duplicated, balances_exact = EXPECTED[(guarantee, point)]
@@ -169,15 +164,9 @@ def test_a_crash_while_staging_moves_nothing_and_the_replay_cleans_up(
 ) -> None:
     # one sink, so mid_write is a task that dies inside its COPY while the other commits
     events_only = "sinks=[{name: events, kind: postgres, connection: warehouse, table: payments}]"
-    crashing = pg_job(
-        events_only,
-        *under(guarantee),
-        "faults.crash_point=mid_write",
-        "faults.batch_id=0",
-        "faults.action=raise",
-    )
-    with pytest.raises(Exception, match="GUARANTEE_CRASH_INJECTED"):
-        run_to_end(spark, crashing)
+    crashing = pg_job(events_only, *under(guarantee))
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, crashing, crash=crash_at("mid_write", 0))
     assert len(stage_tables(postgres, database)) == 1
     assert rows_of(postgres, database, "SELECT count(*) FROM payments") == [(0,)]
 

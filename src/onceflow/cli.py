@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a job until its trigger ends it")
     _job_arguments(run)
+    run.add_argument(
+        "--adopt-checkpoint",
+        action="store_true",
+        help="take over a checkpoint recorded as another job's (or whose source or sinks "
+        "moved) on purpose, and record this job as its owner",
+    )
     run.set_defaults(handler=_run)
 
     status = commands.add_parser(
@@ -179,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("onceflow").addHandler(handler)
     logging.getLogger("onceflow").setLevel(logging.INFO)
     try:
-        result = run_job(loaded)
+        result = run_job(loaded, adopt_checkpoint=args.adopt_checkpoint)
     finally:
         logging.getLogger("onceflow").removeHandler(handler)
         handler.close()
@@ -230,7 +236,7 @@ def _prove(args: argparse.Namespace) -> int:
     import shutil
     import time
 
-    from onceflow.prove.harness import ProveSettings, prove
+    from onceflow.prove.harness import ProveRunFailed, ProveSettings, prove
     from onceflow.prove.report import to_json, to_markdown, to_png, to_table
 
     _load(args)  # the job itself must be valid before anything starts
@@ -252,7 +258,11 @@ def _prove(args: argparse.Namespace) -> int:
         storage_root=args.storage_root,
     )
     started = time.monotonic()
-    rows = prove(settings)
+    try:
+        rows = prove(settings)
+    except ProveRunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(to_table(rows))
     print(
         f"{sum(r.promise_held for r in rows)} of {len(rows)} promise(s) held "

@@ -7,10 +7,9 @@ checkpoint and trigger; ``run_job`` also builds the session and waits for the en
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -26,23 +25,23 @@ from onceflow.config import (
     PostgresSinkSpec,
     TriggerSpec,
 )
-from onceflow.contracts import BatchWriter, Sink
-from onceflow.errors import OnceflowError, SourceError, StorageError, first_line
+from onceflow.contracts import BatchInstrument, BatchWriter, Sink
+from onceflow.errors import GuaranteeError, OnceflowError, SourceError, StorageError, first_line
 from onceflow.guarantees import (
     BatchLedger,
     CheckpointLock,
-    CrashPlan,
     WriterSettings,
     check_foreign_sinks,
     checkpoint_position,
+    claim_checkpoint,
     guarded_writer,
     resolve_app_id,
     table_lock,
 )
 from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
-from onceflow.quality import QualityStage, parses_raw
+from onceflow.quality import QualityStage
 from onceflow.session import build_session
-from onceflow.sinks import build_sink
+from onceflow.sinks import BatchSink, build_sink
 from onceflow.sources import describe_lost_offsets, read_stream
 from onceflow.sources.raw import read_raw_stream
 from onceflow.storage import (
@@ -56,6 +55,7 @@ from onceflow.transform import apply_transform
 __all__ = [
     "RunResult",
     "apply_transform",
+    "build_outputs",
     "build_writer",
     "run_job",
     "sink_row_counts",
@@ -80,14 +80,31 @@ class RunResult:
     skipped_offsets: int = 0
 
 
-def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
-    """The ``foreachBatch`` writer for ``spec``: its sinks wrapped in its guarantee.
+def build_writer(
+    spark: SparkSession,
+    spec: JobSpec,
+    outputs: Sequence[BatchSink] | None = None,
+    instrument: BatchInstrument | None = None,
+    lease: Callable[[], None] | None = None,
+) -> BatchWriter:
+    """The ``foreachBatch`` writer for ``spec``: its outputs wrapped in its guarantee.
 
-    Resolves the checkpoint's app id and refuses a fresh checkpoint against a sink another
-    checkpoint wrote (unless ``on_foreign_sink: continue``), before any batch runs.
+    ``outputs`` are the job's sinks and then its quarantine table (``spec.outputs``), built
+    once by the caller (built here when omitted). Resolves the checkpoint's app id and
+    refuses a fresh checkpoint against an output another checkpoint wrote (unless
+    ``on_foreign_sink: continue``), before any batch runs. ``lease`` is asked before every
+    sink write (the job's locks); ``instrument`` wraps the writer and the outputs from
+    outside (crash injection: prove and tests only).
     """
+    outputs = list(outputs) if outputs is not None else build_outputs(spec)
     identity = resolve_app_id(spark, spec.checkpoint)
-    check_foreign_sinks(spark, spec, identity)
+    check_foreign_sinks(spark, spec, identity, outputs)
+    sinks: list[Sink] = list(outputs[: len(spec.sinks)])
+    quarantine = outputs[len(spec.sinks) :]
+    if instrument is not None:
+        # the job's sinks: a crash "inside the write" of a one-sink job is inside that
+        # sink's write job, whether or not the batch also quarantines records
+        sinks = instrument.wrap_sinks(sinks)
     settings = WriterSettings(
         job=spec.name,
         guarantee=spec.guarantee,
@@ -98,68 +115,98 @@ def build_writer(spark: SparkSession, spec: JobSpec) -> BatchWriter:
             if spec.guarantee is Guarantee.AT_MOST_ONCE
             else None
         ),
-        crash=CrashPlan.from_job(spec.faults, os.environ),
-        quality=quality_stage(spec),
-        quarantine=_quarantine(spec),
+        quality=QualityStage.for_job(spec),
+        quarantine=quarantine[0] if quarantine else None,
         replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
+        lease=lease,
     )
-    return guarded_writer([build_sink(spec, sink) for sink in spec.sinks], settings)
+    writer = guarded_writer(sinks, settings)
+    return instrument.wrap_writer(writer) if instrument is not None else writer
 
 
-def quality_stage(spec: JobSpec) -> QualityStage | None:
-    """The job's quality stage (parsing, rules), or None without a ``quality`` block."""
-    if spec.quality is None:
-        return None
-    return QualityStage(spec.name, spec.quality, spec.source, spec.transform, spec.key_rules())
-
-
-def _quarantine(spec: JobSpec) -> Sink | None:
-    quarantine = spec.quarantine_sink()
-    return build_sink(spec, quarantine) if quarantine is not None else None
+def build_outputs(spec: JobSpec) -> list[BatchSink]:
+    """The job's sinks, then its quarantine table when it has one, each built once."""
+    return [build_sink(spec, sink) for sink in spec.outputs]
 
 
 def source_frame(spark: SparkSession, spec: JobSpec) -> DataFrame:
-    """The streaming DataFrame ``foreachBatch`` receives: the source read raw when the
-    quality stage parses it, else typed; the transform applied here unless the quality
-    stage applies it to the good rows."""
-    if spec.quality is None:
+    """The streaming DataFrame ``foreachBatch`` receives: the source read raw when onceflow
+    parses it, else typed; the transform applied here unless the quality stage applies it
+    (its ``where`` is then a rule, so that what it filters is counted)."""
+    stage = QualityStage.for_job(spec)
+    if stage is None:
         return apply_transform(read_stream(spark, spec.source), spec.transform)
     source = spec.source
-    if parses_raw(source):
+    if spec.parses_raw:
         assert isinstance(source, FileSourceSpec | KafkaSourceSpec)  # noqa: S101 - parses_raw
         frame = read_raw_stream(spark, source)
     else:
         frame = read_stream(spark, source)
-    stage = quality_stage(spec)
-    assert stage is not None  # noqa: S101 - spec.quality is set
     stage.check_rules(spark.createDataFrame([], frame.schema))
     return frame
 
 
 def start_query(
-    spark: SparkSession, spec: JobSpec, writer: BatchWriter | None = None
+    spark: SparkSession,
+    spec: JobSpec,
+    writer: BatchWriter | None = None,
+    *,
+    instrument: BatchInstrument | None = None,
+    adopt_checkpoint: bool = False,
+    on_lock_lost: Callable[[GuaranteeError], None] | None = None,
 ) -> StreamingQuery:
     """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness).
 
-    The storage of the checkpoint and of every sink is checked first (an unreachable store or
-    refused credentials stop the job here, naming the path). Then the checkpoint's lock is
-    taken, and on S3 one lock per Delta sink (Delta's single-driver rule there); a checkpoint
-    on S3 gets Spark's abortable-stream checkpoint file manager. All of it is released or
-    restored when the query ends, however it ends.
+    The storage of the checkpoint and of every output is checked first (an unreachable
+    store or refused credentials stop the job here, naming the path). Then the checkpoint's
+    lock is taken, and on S3 one lock per Delta output (Delta's single-driver rule there);
+    the checkpoint must be this job's (``claim_checkpoint``; ``adopt_checkpoint`` takes
+    over another's on purpose); a checkpoint on S3 gets Spark's abortable-stream checkpoint
+    file manager. All of it is released or restored when the query ends, however it ends.
+
+    A lock lost while the query runs (taken over after this process froze past its stale
+    window, or not renewable) stops the batch writer before its next sink write and then
+    the query; ``on_lock_lost`` hears of it first (by default it is logged).
     """
     check_storage(spark, spec.name, storage_locations(spec))
-    for sink in spec.sinks:
-        build_sink(spec, sink).check()
-    locks = [CheckpointLock(spark, spec.checkpoint, spec.name)]
-    locks += [table_lock(spark, path, spec.name) for path in single_writer_tables(spark, spec)]
+    outputs = build_outputs(spec)
+    for sink in outputs:
+        sink.check()
+    started: list[StreamingQuery] = []
+
+    def lost(error: GuaranteeError) -> None:
+        if on_lock_lost is not None:
+            on_lock_lost(error)
+        for query in started:
+            query.stop()
+
+    locks = [CheckpointLock(spark, spec.checkpoint, spec.name, spec.locks, on_lost=lost)]
+    for path in single_writer_tables(spark, spec):
+        table = table_lock(spark, path, spec.name, spec.locks)
+        table.on_lost = lost
+        locks.append(table)
     held: list[CheckpointLock] = []
     restore_manager = None
     try:
         for lock in locks:
             lock.acquire()
             held.append(lock)
+        claim_checkpoint(spark, spec, adopt=adopt_checkpoint)
         restore_manager = use_abortable_checkpoints(spark, spec.checkpoint)
-        query = _start(spark, spec, writer)
+
+        def lease() -> None:
+            for lock in held:
+                lock.check()
+
+        frame = source_frame(spark, spec)
+        writer = writer or build_writer(spark, spec, outputs, instrument, lease)
+        stream = (
+            frame.writeStream.queryName(spec.name)
+            .option("checkpointLocation", spec.checkpoint)
+            .foreachBatch(writer)
+        )
+        query = _with_trigger(stream, spec.trigger).start()
+        started.append(query)
     except BaseException:
         _release(spec.name, held, restore_manager)
         raise
@@ -206,20 +253,9 @@ def _release(
                 "job '%s': could not release the lock in %s (%s); the next start takes it "
                 "over once this process has exited",
                 job,
-                lock.folder or lock.checkpoint,
+                lock.location,
                 first_line(exc),
             )
-
-
-def _start(spark: SparkSession, spec: JobSpec, writer: BatchWriter | None) -> StreamingQuery:
-    frame = source_frame(spark, spec)
-    writer = writer or build_writer(spark, spec)
-    stream = (
-        frame.writeStream.queryName(spec.name)
-        .option("checkpointLocation", spec.checkpoint)
-        .foreachBatch(writer)
-    )
-    return _with_trigger(stream, spec.trigger).start()
 
 
 def _with_trigger(stream: DataStreamWriter, trigger: TriggerSpec) -> DataStreamWriter:
@@ -231,21 +267,43 @@ def _with_trigger(stream: DataStreamWriter, trigger: TriggerSpec) -> DataStreamW
     return stream.trigger(processingTime=trigger.processing_time)
 
 
-def run_job(loaded: LoadedJob) -> RunResult:
+def run_job(
+    loaded: LoadedJob,
+    *,
+    instrument: BatchInstrument | None = None,
+    adopt_checkpoint: bool = False,
+) -> RunResult:
     """Build the session, run the job until its trigger ends it (or forever for
     ``processing_time``), and report what it processed. Every batch leaves its line in the
     job's metrics file (``onceflow.observe.metrics``) and the ``onceflow.progress`` log.
 
+    ``adopt_checkpoint`` takes over a checkpoint recorded as another job's (see
+    ``guarantees.identity``); ``instrument`` is for prove and tests (crash injection).
+
     Raises:
-        OnceflowError: the onceflow error that stopped the query, when there is one.
+        OnceflowError: the onceflow error that stopped the query, when there is one;
+            GUARANTEE_LOCK_LOST when the job lost its lock, whatever else the query saw.
     """
     spark = build_session(loaded.spec)
     listener = ProgressLogger(loaded.spec.name, MetricsFile(spark, loaded.spec.checkpoint))
     spark.streams.addListener(listener)
-    query = start_query(spark, loaded.spec)
+    lock_lost: list[GuaranteeError] = []
+    query = start_query(
+        spark,
+        loaded.spec,
+        instrument=instrument,
+        adopt_checkpoint=adopt_checkpoint,
+        on_lock_lost=lock_lost.append,
+    )
     try:
         query.awaitTermination()
+        if lock_lost:
+            raise lock_lost[0]
+    except OnceflowError:
+        raise
     except Exception as exc:
+        if lock_lost:
+            raise lock_lost[0] from exc
         raise unwrap_streaming_error(exc, loaded.spec, spark) from exc
     finally:
         if query.isActive:
@@ -255,7 +313,7 @@ def run_job(loaded: LoadedJob) -> RunResult:
         spark.streams.removeListener(listener)
     progress = query.recentProgress
     rows = sum(int(p.numInputRows) for p in progress)
-    if loaded.spec.quality is not None and heard_the_end:
+    if QualityStage.for_job(loaded.spec) is not None and heard_the_end:
         rows = listener.records  # Spark counts a raw file source's files, not its records
     return RunResult(
         master=spark.sparkContext.master or "?",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -23,7 +23,6 @@ from pyspark.sql import DataFrame
 
 from onceflow.config import Guarantee, WriteMode
 from onceflow.contracts import BatchContext, BatchWriter, Sink, record_batch_note
-from onceflow.guarantees.faults import CrashPlan, CrashPoint
 from onceflow.guarantees.ledger import BatchLedger
 from onceflow.guarantees.retry import retry_conflicts
 from onceflow.quality import QualityStage
@@ -42,13 +41,14 @@ class WriterSettings:
     app_id: str
     retries: int = 3
     ledger: BatchLedger | None = None
-    crash: CrashPlan | None = None
     # parse and judge each batch first; the good rows go to the sinks, the rest to quarantine
     quality: QualityStage | None = None
     quarantine: Sink | None = None
     # the batch in flight when the job last stopped (``CheckpointPosition.in_flight``): the
     # first batch of this run, if it has that id, is its replay
     replay_of: int | None = None
+    # raises when the job's locks are no longer its own; asked before every sink write
+    lease: Callable[[], None] | None = None
 
 
 def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWriter:
@@ -61,12 +61,8 @@ def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWrit
     if settings.guarantee is Guarantee.AT_MOST_ONCE and settings.ledger is None:
         raise ValueError("at-most-once needs the checkpoint's ledger")
     guarded = settings.guarantee is Guarantee.EXACTLY_ONCE
-    crash = settings.crash
 
     def write(batch: DataFrame, batch_id: int) -> None:
-        if crash is not None:
-            crash.crash_if(CrashPoint.AFTER_COMMIT, batch_id)
-            crash.crash_if(CrashPoint.BEFORE_WRITE, batch_id)
         # judged before the ledger: an expect_or_fail batch must not be claimed and then lost
         with _outputs(batch, batch_id, sinks, settings) as outputs:
             timing = _BatchTiming()
@@ -88,17 +84,10 @@ def guarded_writer(sinks: Sequence[Sink], settings: WriterSettings) -> BatchWrit
             if batch_id == settings.replay_of:
                 timing.replay = True
                 timing.sinks = _replay_outcomes(batch, [s for s, _ in outputs], context, settings)
-            for index, (sink, frame) in enumerate(outputs):
-                if crash is not None and len(outputs) == 1:
-                    if crash.fires(CrashPoint.MID_WRITE, batch_id):
-                        frame = crash.poison(frame)
+            for sink, frame in outputs:
                 with timing.write(sink.name):
                     timing.retries += _write_with_retries(sink, frame, context, settings)
-                if crash is not None and index == 0 and len(outputs) > 1:
-                    crash.crash_if(CrashPoint.MID_WRITE, batch_id)
             timing.record(settings.job, batch_id, timing.action())
-            if crash is not None:
-                crash.crash_if(CrashPoint.AFTER_WRITE, batch_id)
 
     return write
 
@@ -114,7 +103,9 @@ def _outputs(
         # the split reads one judged, persisted frame: the sinks share it already
         with settings.quality.split(batch, batch_id) as split:
             outputs = [(sink, split.good) for sink in sinks]
-            if settings.quarantine is not None:
+            # a batch that quarantined nothing leaves the quarantine table alone: an empty
+            # commit per batch would cost time and guard nothing (a replay is empty too)
+            if settings.quarantine is not None and split.counts.quarantined:
                 outputs.append((settings.quarantine, split.quarantined))
             yield outputs
         return
@@ -220,6 +211,8 @@ def _write_with_retries(
     """Write, retrying Delta's typed conflicts; how many retries it took."""
 
     def attempt() -> None:
+        if settings.lease is not None:
+            settings.lease()  # a lost lock stops the batch here, before this write
         sink.write(frame, context)
 
     return retry_conflicts(

@@ -2,8 +2,9 @@
 
 For each guarantee x crash point it feeds a fresh workload of uniquely numbered payments
 to the job's source (files or Kafka), runs the job as a separate OS process the way
-``spark-submit`` would, lets it SIGKILL its own process group (Python and JVM) at the crash
-point of the chosen batch, optionally kills it at random moments too, restarts it on the
+``spark-submit`` would (``onceflow.prove.child``: ``onceflow run`` with the crash plan
+handed over explicitly), lets it SIGKILL its own process group (Python and JVM) at the
+crash point of the chosen batch, optionally kills it at random moments too, restarts it on the
 same checkpoint until it drains (``availableNow``), then reads the sinks independently and
 checks what the guarantee promises.
 
@@ -37,18 +38,25 @@ from onceflow.config import (
     join_path,
     load_job,
 )
-from onceflow.errors import ConfigError, GuaranteeError
-from onceflow.guarantees import CRASH_ENV, CrashPoint
+from onceflow.errors import ConfigError
+from onceflow.prove.crash import CrashPoint
 from onceflow.prove.produce import produce_payments
 from onceflow.prove.promises import PROMISES, promise_held
 from onceflow.prove.verify import Delivery, measure_delivery
 from onceflow.prove.workload import write_payment_files
 from onceflow.sinks import PostgresSink
 
-__all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveSettings", "prove"]
+__all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveRunFailed", "ProveSettings", "prove"]
 
 CHECKPOINT_FAULTS = ("deleted_commit", "second_instance", "fresh_checkpoint")
 _KILLED = -signal.SIGKILL
+
+
+class ProveRunFailed(RuntimeError):
+    """A scenario's job process did not do what the scenario needs (exit status, time)."""
+
+    def __init__(self, scenario: str, problem: str, log: str) -> None:
+        super().__init__(f"prove scenario {scenario}: {problem}; last lines of its log:\n{log}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,6 @@ class _Scenario:
             "trigger.available_now=true",
             "trigger.once=false",
             "trigger.processing_time=null",
-            "faults=null",
         ]
 
     # -- set-up -------------------------------------------------------------------------
@@ -234,9 +241,13 @@ class _Scenario:
         return overrides
 
     # -- processes ----------------------------------------------------------------------
-    def _command(self, extra: Sequence[str] = ()) -> list[str]:
+    def _command(self, crash: str | None, extra: Sequence[str] = ()) -> list[str]:
+        """The job's process: ``onceflow run``, with the crash plan given to it explicitly
+        (``onceflow.prove.child``; a production run has no way to take one)."""
         s = self.settings
-        command = [sys.executable, "-m", "onceflow", "run", str(s.job_file)]
+        command = [sys.executable, "-m", "onceflow.prove.child", "run", str(s.job_file)]
+        if crash:
+            command += ["--crash", crash]
         if s.env:
             command += ["--env", s.env]
         if s.conf_dir:
@@ -247,17 +258,12 @@ class _Scenario:
 
     def _spawn(self, crash: str | None = None, extra: Sequence[str] = ()) -> _Run:
         self.runs += 1
-        env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
-        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        if crash:
-            env[CRASH_ENV] = crash
         log = self.root / f"run-{self.runs}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603 - our own command line
-                self._command(extra),
+                self._command(crash, extra),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=env,
                 start_new_session=True,  # the job's own group: its crash kills it, not us
             )
         return _Run(process, log)
@@ -267,21 +273,15 @@ class _Scenario:
             return run.process.wait(self.settings.timeout)
         except subprocess.TimeoutExpired:
             run.kill()
-            raise GuaranteeError(
-                "PROVE_RUN_FAILED",
-                scenario=self.name,
-                problem=f"a run took longer than {self.settings.timeout:.0f}s",
-                log=run.tail(),
+            raise ProveRunFailed(
+                self.name, f"a run took longer than {self.settings.timeout:.0f}s", run.tail()
             ) from None
 
     def _expect(self, run: _Run, wanted: int, what: str) -> None:
         code = self._wait(run)
         if code != wanted:
-            raise GuaranteeError(
-                "PROVE_RUN_FAILED",
-                scenario=self.name,
-                problem=f"{what}: exit status {code}, expected {wanted}",
-                log=run.tail(),
+            raise ProveRunFailed(
+                self.name, f"{what}: exit status {code}, expected {wanted}", run.tail()
             )
 
     def _refused(self, run: _Run, error_class: str) -> bool:

@@ -1,34 +1,86 @@
-"""Count what reached a job's sinks, reading them as any reader would.
+"""The one definition of delivery: what reached a sink, against what was sent.
 
-Independent of the job's code path: plain ``spark.read`` of each sink's files (or of its
-table, through Spark's JDBC reader), compared
-with the workload generated in Python. Record sinks (with an ``id`` column) give lost and
-duplicated records; aggregate sinks (``account``, ``balance``, optionally ``payments``)
-give the drift of every balance against the exact sums.
+Every guarantee test and ``onceflow prove`` count with it. It reads each output the way any
+reader would, never through onceflow's sink code: Delta and Parquet with plain
+``spark.read``, PostgreSQL through Spark's JDBC reader with the job's connection settings.
+The expectation comes from the workload generator in plain Python.
+
+- ``lost`` = expected ids that are not there;
+- ``duplicated`` = rows - distinct ids (a row per extra copy of any id);
+- ``unexpected`` = distinct ids that were never sent;
+- for an aggregate sink (``account``, ``balance``, optionally a ``payments`` count): the
+  absolute drift of every balance from the exact sum, and payments missing from or counted
+  twice in the counts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import JobSpec
+from onceflow.config import JobSpec, PostgresConnection, PostgresSinkSpec
 from onceflow.prove.workload import payments
-from onceflow.sinks import build_sink
 
-__all__ = ["Delivery", "expected_balances", "measure_delivery"]
+__all__ = [
+    "Delivery",
+    "Drift",
+    "Tally",
+    "balance_drift",
+    "expected_balances",
+    "measure_delivery",
+    "read_ids",
+    "read_output",
+    "tally",
+]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Ids found in one output against the ids sent."""
+
+    expected: int
+    delivered: int  # distinct expected ids present
+    rows: int  # rows holding an id
+    distinct: int  # distinct ids present, expected or not
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.delivered
+
+    @property
+    def duplicated(self) -> int:
+        return self.rows - self.distinct
+
+    @property
+    def unexpected(self) -> int:
+        return self.distinct - self.delivered
+
+
+def tally(ids: Iterable[int | None], expected: Iterable[int]) -> Tally:
+    """Count ``ids`` (one per row; a NULL id counts as a row that is no record) against
+    the ``expected`` ones."""
+    rows = list(ids)
+    present = {i for i in rows if i is not None}
+    wanted = set(expected)
+    return Tally(len(wanted), len(present & wanted), len(rows), len(present) + (None in rows))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An aggregate sink against the exact per-account sums."""
+
+    total: Decimal  # sum over accounts of |actual - expected| balance
+    under_applied: int  # payments missing from the counts
+    over_applied: int  # payments counted twice
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """What the sinks hold, summed over record sinks and over aggregate sinks.
-
-    ``under_applied`` / ``over_applied``: payments missing from / counted twice in the
-    aggregate sinks (from their ``payments`` count column; 0 when there is none).
-    """
+    """What a job's sinks hold, summed over record sinks and over aggregate sinks."""
 
     expected: int
     delivered: int
@@ -37,6 +89,33 @@ class Delivery:
     balance_drift: Decimal | None
     under_applied: int
     over_applied: int
+
+
+def read_output(
+    spark: SparkSession, kind: str, location: str, connection: PostgresConnection | None = None
+) -> DataFrame:
+    """An output as any reader sees it: a Delta table, a Parquet folder (Spark skips its
+    ``_``-folders), or a PostgreSQL table (``location`` is its name) through JDBC."""
+    if kind == "postgres":
+        if connection is None:
+            raise ValueError("a PostgreSQL output needs its connection")
+        reader = (
+            spark.read.format("jdbc")
+            .option("url", f"jdbc:postgresql://{connection.host}:{connection.port}/"
+                           f"{connection.database}")
+            .option("dbtable", location)
+            .option("user", connection.user)
+            .option("driver", "org.postgresql.Driver")
+        )  # fmt: skip
+        if connection.password is not None:
+            reader = reader.option("password", connection.password.get_secret_value())
+        return reader.load()
+    return spark.read.format(kind).load(location)
+
+
+def read_ids(spark: SparkSession, kind: str, location: str) -> list[int | None]:
+    """The ``id`` of every row of a Delta or Parquet output."""
+    return [row[0] for row in read_output(spark, kind, location).select("id").collect()]
 
 
 def expected_balances(count: int, seed: int) -> dict[str, tuple[Decimal, int]]:
@@ -49,35 +128,51 @@ def expected_balances(count: int, seed: int) -> dict[str, tuple[Decimal, int]]:
     return {account: (totals[account], counts[account]) for account in totals}
 
 
+def drift_of(frame: DataFrame, expected: dict[str, tuple[Decimal, int]]) -> Drift:
+    """How far an aggregate frame (``account``, ``balance``[, ``payments``]) is from
+    ``expected``."""
+    has_count = "payments" in frame.columns
+    columns = ["account", "balance", *(["payments"] if has_count else [])]
+    actual = {row["account"]: row for row in frame.select(*columns).collect()}
+    total, under, over = Decimal(0), 0, 0
+    for account in expected.keys() | actual.keys():
+        want_balance, want_count = expected.get(account, (Decimal(0), 0))
+        row = actual.get(account)
+        have_balance = (row["balance"] if row is not None else None) or Decimal(0)
+        total += abs(have_balance - want_balance)
+        if has_count:
+            have_count = int(row["payments"] or 0) if row is not None else 0
+            under += max(0, want_count - have_count)
+            over += max(0, have_count - want_count)
+    return Drift(total, under, over)
+
+
+def balance_drift(spark: SparkSession, kind: str, location: str, count: int, seed: int) -> Drift:
+    """The drift of the aggregate output at ``location`` after payments ``1..count``."""
+    return drift_of(read_output(spark, kind, location), expected_balances(count, seed))
+
+
 def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) -> Delivery:
     """Read every sink of ``spec`` and compare it with payments ``1..count`` of ``seed``."""
-    wanted = set(range(1, count + 1))
+    wanted = range(1, count + 1)
     delivered = lost = duplicated = under = over = 0
     drift: Decimal | None = None
     record_sinks = 0
     for sink in spec.sinks:
-        frame = build_sink(spec, sink).read(spark)
+        if isinstance(sink, PostgresSinkSpec):
+            frame = read_output(spark, "postgres", sink.table, spec.connections[sink.connection])
+        else:
+            frame = read_output(spark, sink.kind, sink.path)
         if "id" in frame.columns:
-            ids = [row[0] for row in frame.select("id").collect()]
-            present = set(ids) & wanted
+            found = tally([row[0] for row in frame.select("id").collect()], wanted)
             record_sinks += 1
-            delivered += len(present)
-            lost += len(wanted - present)
-            duplicated += len(ids) - len(set(ids))
+            delivered += found.delivered
+            lost += found.lost
+            duplicated += found.duplicated
         elif {"account", "balance"} <= set(frame.columns):
-            expected = expected_balances(count, seed)
-            has_count = "payments" in frame.columns
-            columns = ["account", "balance", *(["payments"] if has_count else [])]
-            actual = {row["account"]: row for row in frame.select(*columns).collect()}
-            drift = drift or Decimal(0)
-            for account in expected.keys() | actual.keys():
-                want_balance, want_count = expected.get(account, (Decimal(0), 0))
-                row = actual.get(account)
-                have_balance = row["balance"] if row is not None else Decimal(0)
-                drift += abs((have_balance or Decimal(0)) - want_balance)
-                if has_count:
-                    have_count = int(row["payments"] or 0) if row is not None else 0
-                    under += max(0, want_count - have_count)
-                    over += max(0, have_count - want_count)
+            aggregate = drift_of(frame, expected_balances(count, seed))
+            drift = (drift or Decimal(0)) + aggregate.total
+            under += aggregate.under_applied
+            over += aggregate.over_applied
     expected_total = count * max(record_sinks, 1)
     return Delivery(expected_total, delivered, lost, duplicated, drift, under, over)
