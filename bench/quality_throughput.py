@@ -3,7 +3,7 @@
 The same input (payments as JSON lines, one record in 200 bad: malformed, a wrong type, a
 zero amount), the same sink (a transactional Delta append of the events), three ways:
 
-- ``spark_json``: no ``quality`` block: Spark's own JSON reader (a bad line becomes NULLs);
+- ``spark_json``: ``quality.parser: spark``: Spark's own JSON reader (a bad line becomes NULLs);
 - ``parse_only``: ``quality`` with no rules: onceflow's parsing and quarantine;
 - ``parse_and_rules``: ``quality`` with the four rules of ``jobs/payments_quality.yaml``.
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs/payments_quality.yaml"
 EVENTS = "sinks=[{name: events, kind: delta, path: events}]"
 WAYS = {
-    "spark_json": ["quality=null"],
+    "spark_json": ["quality.parser=spark", "quality.rules=[]"],
     "parse_only": ["quality.rules=[]"],
     "parse_and_rules": [],
 }

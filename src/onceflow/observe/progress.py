@@ -4,9 +4,10 @@
 to the ``onceflow.progress`` logger (and the job's metrics file), with the numbers a data
 engineer looks at first: rows and rates, durations by phase, how far behind the source it
 is, what the guarantee did with the batch (``guarantee``), Kafka offsets skipped because
-they were gone (``failOnDataLoss: false``) and, for a job with a ``quality`` block, where
-the batch's rows went (``quality``: input, good, dropped, quarantined, each rule's
-violations), as the batch's writer noted them.
+they were gone (``failOnDataLoss: false``) and, for a job whose records the quality stage
+judges, where the batch's records went (``quality``: input, good, dropped, quarantined,
+each rule's violations), as the batch's writer noted them. ``input_rows`` and the rates
+then count records as the stage counted them (Spark counts a file read whole as one row).
 """
 
 from __future__ import annotations
@@ -116,6 +117,21 @@ def batch_summary(progress_json: str) -> dict[str, Any]:
     }
 
 
+def _count_records(summary: dict[str, Any], records: int) -> None:
+    """Make ``summary`` count records, as the quality stage counted them: Spark counts a
+    raw file source's rows as files (one per file read whole). The processing rate is then
+    records over the batch's ``triggerExecution``; the arrival rate, which Spark reports
+    rounded to 0.1 row/s, scales by records per row."""
+    rows = int(summary.get("input_rows") or 0)
+    summary["input_rows"] = records
+    rates = summary["rows_per_second"]
+    took = float((summary.get("durations_ms") or {}).get("triggerExecution") or 0)
+    if took > 0:
+        rates["out"] = records / (took / 1000)
+    if rates.get("in") is not None:
+        rates["in"] = rates["in"] * records / rows if rows else 0.0
+
+
 class ProgressLogger(StreamingQueryListener):
     """For every batch of the queries named ``job``: ``batch_summary`` and the notes its
     writer left (``guarantee``, ``quality``), as one JSON line to the ``onceflow.progress``
@@ -141,7 +157,7 @@ class ProgressLogger(StreamingQueryListener):
         summary |= pop_batch_notes(self._job, int(summary["batch_id"]))
         quality = summary.get("quality")
         if isinstance(quality, dict):
-            # Spark counts a raw file source's rows as files; the stage counted records
+            _count_records(summary, int(quality["input"]))
             self.records += int(quality["input"])
         if self._metrics is not None:
             self._metrics.write(summary)

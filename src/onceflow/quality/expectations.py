@@ -47,14 +47,17 @@ def classify(frame: DataFrame, rules: tuple[RuleSpec, ...]) -> DataFrame:
     Raises:
         pyspark's AnalysisException: a rule that cannot be evaluated on ``frame``'s columns.
     """
-    parsed = F.col(ERROR).isNull() if ERROR in frame.columns else F.lit(True)
+    has_error = ERROR in frame.columns  # typed rows (Spark parsed them) carry none
+    parsed = F.col(ERROR).isNull() if has_error else F.lit(True)
     broke = {
         rule.name: parsed & ~F.coalesce(F.expr(rule.condition), F.lit(False)) for rule in rules
     }
     judged = frame.withColumns({broke_column(rule): broke[rule.name] for rule in rules})
 
     fate: Column = F.when(~parsed, F.lit(Fate.QUARANTINED))
-    reason: Column = F.when(~parsed, F.concat(F.lit("parse: "), F.col(ERROR)))
+    reason: Column = F.when(
+        ~parsed, F.concat(F.lit("parse: "), F.col(ERROR) if has_error else F.lit(""))
+    )
     for action, outcome in _SEVERITY:
         for rule in (r for r in rules if r.action is action):
             hit = F.col(broke_column(rule))

@@ -9,9 +9,10 @@ declared type (``try_variant_get``): a field that is present but does not conver
 wrong type, never a silent NULL.
 
 The reasons, checked in this order: over ``max_payload_bytes``, invalid UTF-8, empty
-payload, not JSON (not CSV with the schema's column count), not a JSON object, then per
-field in schema order: a missing ``required`` field, nesting where a string belongs, a
-value of the wrong type.
+payload, not JSON (not CSV with the schema's column count), not a JSON object, no field of
+the schema present at all (``{}``, a CSV row of empty cells: nothing to write but NULLs),
+then per field in schema order: a missing ``required`` field, nesting where a string
+belongs, a value of the wrong type.
 """
 
 from __future__ import annotations
@@ -41,14 +42,19 @@ def parse_json(
     """``frame`` (with ``_onceflow_payload``) plus the schema's typed columns and the error."""
     parsed = frame.withColumn(_VARIANT, F.expr(f"try_parse_json({PAYLOAD})"))
     variant = F.col(_VARIANT)
-    checks = [*_payload_checks(max_bytes)]
-    checks.append((variant.isNull(), F.lit("not valid JSON")))
-    checks.append((~F.schema_of_variant(variant).startswith("OBJECT"), F.lit("not a JSON object")))
+    record_checks = [*_payload_checks(max_bytes)]
+    record_checks.append((variant.isNull(), F.lit("not valid JSON")))
+    record_checks.append(
+        (~F.schema_of_variant(variant).startswith("OBJECT"), F.lit("not a JSON object"))
+    )
     typed: list[Column] = []
+    checks: list[tuple[Column, Column]] = []  # per field, in schema order
+    any_present = F.lit(False)
     for field in schema.fields:
         path = f"$['{field.name}']"
         raw = F.variant_get(variant, path, "variant")
         present = raw.isNotNull() & ~F.is_variant_null(raw)
+        any_present = any_present | present
         value = F.try_variant_get(variant, path, field.dataType.simpleString())
         if field.name in required:
             checks.append((~present, F.lit(f"missing required field '{field.name}'")))
@@ -59,6 +65,7 @@ def parse_json(
             )
         checks.append((present & value.isNull(), _wrong_type(field, F.to_json(raw))))
         typed.append(value.alias(field.name))
+    checks = [*record_checks, (~any_present, _no_field(schema)), *checks]
     return parsed.select("*", *typed, _first_error(checks).alias(ERROR)).drop(_VARIANT)
 
 
@@ -77,17 +84,20 @@ def parse_csv(
     parsed = frame.withColumn(
         _FIELDS, F.from_csv(F.col(PAYLOAD), text_schema, {**csv_options, "mode": "PERMISSIVE"})
     )
-    checks = [*_payload_checks(max_bytes)]
-    checks.append(
+    record_checks = [*_payload_checks(max_bytes)]
+    record_checks.append(
         (
             F.col(f"{_FIELDS}.{_EXTRA}").isNotNull(),
             F.lit(f"more columns than the schema's {len(schema.fields)}"),
         )
     )
     typed: list[Column] = []
+    checks: list[tuple[Column, Column]] = []  # per field, in schema order
+    any_present = F.lit(False)
     for field in schema.fields:
         text = F.col(f"{_FIELDS}.`{field.name}`")
         present = text.isNotNull() & (text != "")
+        any_present = any_present | present
         value = (
             F.from_json(text, field.dataType.simpleString())  # JSON text in a CSV cell
             if isinstance(field.dataType, T.ArrayType | T.MapType | T.StructType)
@@ -97,6 +107,7 @@ def parse_csv(
             checks.append((~present, F.lit(f"missing required field '{field.name}'")))
         checks.append((present & value.isNull(), _wrong_type(field, text)))
         typed.append(value.alias(field.name))
+    checks = [*record_checks, (~any_present, _no_field(schema)), *checks]
     return parsed.select("*", *typed, _first_error(checks).alias(ERROR)).drop(_FIELDS)
 
 
@@ -112,6 +123,11 @@ def _payload_checks(max_bytes: int) -> list[tuple[Column, Column]]:
         (~F.expr(f"is_valid_utf8({PAYLOAD})"), F.lit("invalid UTF-8")),
         (F.trim(payload) == "", F.lit("empty payload")),
     ]
+
+
+def _no_field(schema: T.StructType) -> Column:
+    names = ", ".join(field.name for field in schema.fields)
+    return F.lit(f"no field of the schema present ({names})")
 
 
 def _wrong_type(field: T.StructField, shown: Column) -> Column:

@@ -30,9 +30,9 @@ from pyspark.sql import functions as F
 from onceflow.config import (
     FileFormat,
     FileSourceSpec,
+    JobSpec,
     KafkaSourceSpec,
     KafkaValueFormat,
-    QualitySpec,
     RuleSpec,
     SourceSpec,
     TransformSpec,
@@ -44,7 +44,14 @@ from onceflow.quality.parsing import parse_csv, parse_json, schema_of
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
 from onceflow.transform import apply_transform
 
-__all__ = ["QUARANTINE_SCHEMA", "BatchCounts", "QualitySplit", "QualityStage", "parses_raw"]
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "WHERE_RULE",
+    "BatchCounts",
+    "QualitySplit",
+    "QualityStage",
+    "parses_raw",
+]
 
 _log = logging.getLogger("onceflow.quality")
 
@@ -54,11 +61,14 @@ QUARANTINE_SCHEMA = (
     "batch_id BIGINT, reason STRING, quarantined_at TIMESTAMP"
 )
 _SAMPLE_CHARS = 500
+#: The rule a job's ``transform.where`` becomes: rows it filters out are dropped by name.
+WHERE_RULE = "transform_where"
 
 
 def parses_raw(source: SourceSpec) -> bool:
-    """True for sources onceflow reads raw and parses itself: JSON or CSV files, JSON Kafka
-    values. Other sources arrive typed; only the rules judge them."""
+    """True for sources onceflow can read raw and parse itself: JSON or CSV files, JSON
+    Kafka values (``JobSpec.parses_raw`` also asks whether the job lets it). Other sources
+    arrive typed; only the rules judge them."""
     if isinstance(source, FileSourceSpec):
         return source.format in (FileFormat.JSON, FileFormat.CSV)
     return isinstance(source, KafkaSourceSpec) and source.format is KafkaValueFormat.JSON
@@ -95,21 +105,27 @@ class QualitySplit:
 
 
 class QualityStage:
-    """Parses (when the source is read raw) and judges each batch of one job."""
+    """Parses (when onceflow reads the source raw) and judges each batch of one job."""
 
-    def __init__(
-        self,
-        job: str,
-        spec: QualitySpec,
-        source: SourceSpec,
-        transform: TransformSpec,
-        key_rules: tuple[RuleSpec, ...] = (),
-    ) -> None:
-        self._job = job
-        self._spec = spec
-        self._rules = (*spec.rules, *key_rules)  # the job's, then what MERGE keys imply
-        self._source = source
-        self._transform = transform
+    def __init__(self, spec: JobSpec) -> None:
+        self._job = spec.name
+        self._spec = spec.quality
+        self._source = spec.source
+        self._parses = spec.parses_raw
+        where = (
+            (RuleSpec(name=WHERE_RULE, expect_or_drop=spec.transform.where),)
+            if spec.transform.where
+            else ()
+        )
+        # the job's rules, then what MERGE keys imply, then the transform's filter, which
+        # drops by name what it drops, so that every record is accounted for
+        self._rules = (*spec.quality.rules, *spec.key_rules(), *where)
+        self._select = TransformSpec(select=spec.transform.select)
+
+    @classmethod
+    def for_job(cls, spec: JobSpec) -> QualityStage | None:
+        """The job's stage, or None when nothing can drop, quarantine or fail a record."""
+        return cls(spec) if spec.judges_records else None
 
     def judged(self, batch: DataFrame) -> DataFrame:
         """``batch`` parsed (if raw) and classified: fate, reason, a column per rule."""
@@ -117,7 +133,7 @@ class QualityStage:
 
     def _parsed(self, batch: DataFrame) -> DataFrame:
         source = self._source
-        if not parses_raw(source):
+        if not self._parses:
             return batch
         schema_ddl = source.schema_ddl  # type: ignore[union-attr]  # both kinds have one
         assert schema_ddl is not None  # noqa: S101 - the models require it for json/csv
@@ -165,7 +181,8 @@ class QualityStage:
                     rule=reason,
                     sample=str(sample)[:_SAMPLE_CHARS],
                 )
-            _log.info(
+            # the progress line carries the counts too; this line is for debugging a batch
+            _log.debug(
                 "%s", json.dumps({"job": self._job, "batch_id": batch_id, **counts.as_note()})
             )
             record_batch_note(self._job, batch_id, "quality", counts.as_note())
@@ -225,7 +242,7 @@ class QualityStage:
     def good_rows(self, judged: DataFrame) -> DataFrame:
         """The rows of a judged batch the sinks get: good, transformed, no internal columns."""
         good = judged.where(F.col(FATE) == Fate.GOOD).drop(*self._internal(judged))
-        return apply_transform(good, self._transform)
+        return apply_transform(good, self._select)  # its where is one of the rules
 
     def _quarantined(self, judged: DataFrame, batch_id: int) -> DataFrame:
         rows = judged.where(F.col(FATE) == Fate.QUARANTINED)
