@@ -1,23 +1,36 @@
 """``onceflow replay-quarantine``: re-feed quarantined records, once fixed, into the job's
-sinks, exactly once.
+sinks, exactly once, whatever happens to the quarantine meanwhile.
 
 Fix records in the quarantine table itself (its ``payload`` column, e.g. with a Delta
-``UPDATE``), then replay. The replay reads the table at its current version V, parses and
-judges every row again as the job would, writes the rows that now pass to the job's sinks,
-and deletes them from the quarantine. Rows that still fail stay, with their new reason.
+``UPDATE``), then replay. A replay is a side path into the job's sinks, so it keeps the
+job's promise as strictly as the stream does:
 
-Exactly once across a crash anywhere: the sinks are written guarded by the replay's own app
-id (``<checkpoint app id>:replay``) with batch id V, and the delete from the quarantine is a
-Delta MERGE guarded by the same pair. A replay that crashed before the delete committed
-reads version V again: the sinks skip what they already hold, and the delete happens. Once
-the delete commits the table is at a later version, which only the remaining rows carry.
-Sinks that cannot be guarded (a Parquet append) or that key rows by batch id
-(``replace-batch``, whose ids would collide with the stream's) are refused.
+1. It takes the job's locks (the checkpoint's, and on S3 each Delta table's): it never runs
+   beside the job or another replay. The checkpoint must be the job's (its identity).
+2. It finishes the replay a crash interrupted, if there is one, before anything else.
+3. It reads the quarantine at its current version V, parses and judges every row again as
+   the job would, and picks the rows that now pass.
+4. Before any sink write it records an *intent* under the checkpoint
+   (``<checkpoint>/onceflow/replay/<n>.json``, with the picked records' coordinates in
+   ``<n>.records/``): replay n reads version V and replays exactly those records.
+5. It writes them to the sinks guarded by ``(<app id>:replay, n)``, deletes them from the
+   quarantine by a MERGE guarded by the same pair (retried on Delta's typed conflicts), and
+   marks the intent done.
+
+A crash anywhere leaves the intent; the next run reads version V again (Delta time travel),
+so the sinks get the same rows under the same guard and skip what they hold, even though
+the quarantine gained commits since (the job quarantined more rows, or another record was
+fixed): those are left for a new intent, n + 1. Sinks that cannot be guarded (a Parquet
+append) or that key rows by batch id (``replace-batch``, whose ids would collide with the
+stream's) are refused.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -25,13 +38,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from onceflow.config import FileSourceSpec, JobSpec, KafkaSourceSpec, ParquetSinkSpec, WriteMode
-from onceflow.contracts import BatchContext
-from onceflow.errors import QualityError
-from onceflow.guarantees import resolve_app_id
-from onceflow.quality import FATE, QualityStage, parses_raw
+from onceflow.contracts import BatchContext, BatchInstrument, Sink
+from onceflow.errors import QualityError, first_line
+from onceflow.files import CheckpointFiles
+from onceflow.guarantees import (
+    CheckpointLock,
+    claim_checkpoint,
+    resolve_app_id,
+    retry_conflicts,
+    table_lock,
+)
+from onceflow.quality import FATE, QualityStage
 from onceflow.quality.expectations import Fate
-from onceflow.sinks import build_sink, dml_transaction
+from onceflow.sinks import BatchSink, build_sink, dml_transaction
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
+from onceflow.storage import onceflow_state, single_writer_tables
 
 __all__ = ["ReplayResult", "replay_quarantine"]
 
@@ -43,62 +64,254 @@ _COLUMNS = ("batch_id", "source", "partition", "position")  # the same, in the q
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What a replay did: the quarantine version it read, rows replayed and left."""
+    """What a replay did: the quarantine version it read, the records it replayed and the
+    ones left failing, and the records of an interrupted replay it finished first."""
 
     version: int
     replayed: int
     still_failing: int
+    resumed: int = 0
 
 
-def replay_quarantine(spark: SparkSession, spec: JobSpec) -> ReplayResult:
-    """Replay the job's quarantined records that now pass (see the module)."""
+@dataclass(frozen=True)
+class _Intent:
+    """Replay ``number`` replays the records under ``records`` as of quarantine ``version``."""
+
+    number: int
+    version: int
+    records: str  # a Parquet folder of the records' coordinates (the quarantine's columns)
+    count: int
+
+
+def replay_quarantine(
+    spark: SparkSession, spec: JobSpec, *, instrument: BatchInstrument | None = None
+) -> ReplayResult:
+    """Replay the job's quarantined records that now pass (see the module).
+
+    ``instrument`` wraps the sink writes from outside (crash injection: prove and tests).
+
+    Raises:
+        QualityError: QUALITY_REPLAY_REFUSED for a job or sink that cannot replay exactly
+            once; QUALITY_REPLAY_UNFINISHED when an interrupted replay cannot be finished.
+        GuaranteeError: the job's locks are held (it runs), or the checkpoint is another's.
+    """
     quarantine = spec.quarantine_sink()
-    if spec.quality is None or quarantine is None or not parses_raw(spec.source):
+    if quarantine is None or not spec.parses_raw:
         raise QualityError(
             "QUALITY_REPLAY_REFUSED",
             job=spec.name,
-            why="replay needs a quality block and a source onceflow parses "
-            "(JSON or CSV files, JSON Kafka values)",
+            why="replay needs a source onceflow parses (JSON or CSV files, JSON Kafka "
+            "values, without quality.parser: spark) and so a quarantine table",
         )
     _refuse_unguardable_sinks(spec)
-    if not DeltaTable.isDeltaTable(spark, quarantine.path):
-        return ReplayResult(version=-1, replayed=0, still_failing=0)
-    table = DeltaTable.forPath(spark, quarantine.path)
-    version = int(table.history(1).collect()[0]["version"])
-    rows = spark.read.format("delta").option("versionAsOf", version).load(quarantine.path)
-    stage = QualityStage(spec.name, spec.quality, spec.source, spec.transform, spec.key_rules())
-    judged = stage.judged(_as_raw(rows, spec)).persist()
+    with _job_locks(spark, spec) as lease:
+        claim_checkpoint(spark, spec)
+        replay = _Replay(spark, spec, quarantine.path, lease, instrument)
+        resumed = replay.finish_pending()
+        if not DeltaTable.isDeltaTable(spark, quarantine.path):
+            return ReplayResult(version=-1, replayed=0, still_failing=0, resumed=resumed)
+        return replay.replay_current(resumed)
+
+
+@contextmanager
+def _job_locks(spark: SparkSession, spec: JobSpec) -> Iterator[Callable[[], None]]:
+    """Hold the job's checkpoint lock and its S3 table locks; yield the lease check."""
+    locks = [CheckpointLock(spark, spec.checkpoint, spec.name, spec.locks)]
+    locks += [
+        table_lock(spark, p, spec.name, spec.locks) for p in single_writer_tables(spark, spec)
+    ]
+    held: list[CheckpointLock] = []
     try:
-        passing = judged.where(F.col(FATE) == Fate.GOOD)
-        counts = judged.agg(
-            F.count(F.lit(1)).alias("total"),
-            F.count(F.when(F.col(FATE) == Fate.GOOD, 1)).alias("replayed"),
-        ).collect()[0]
-        replayed, total = int(counts["replayed"]), int(counts["total"])
-        if replayed:
-            app_id = resolve_app_id(spark, spec.checkpoint).app_id
-            context = BatchContext(f"{app_id}:replay", version, guarded=True)
-            good = stage.good_rows(judged)
-            for sink in spec.sinks:
-                build_sink(spec, sink).write(good, context)
-            keys = passing.select(
-                *[F.col(key).alias(column) for key, column in zip(_KEYS, _COLUMNS, strict=True)]
-            ).distinct()
-            matched = " AND ".join(f"q.`{c}` <=> k.`{c}`" for c in _COLUMNS)
-            delete = table.alias("q").merge(keys.alias("k"), matched).whenMatchedDelete()
-            with dml_transaction(spark, context):
-                delete.execute()
+        for lock in locks:
+            lock.acquire()
+            held.append(lock)
+
+        def lease() -> None:
+            for lock in held:
+                lock.check()
+
+        yield lease
     finally:
-        judged.unpersist()
-    _log.info(
-        "job '%s': replayed %d of %d quarantined record(s) from version %d of %s",
-        spec.name,
-        replayed,
-        total,
-        version,
-        quarantine.path,
-    )
-    return ReplayResult(version=version, replayed=replayed, still_failing=total - replayed)
+        for lock in reversed(held):
+            lock.release()
+
+
+class _Replay:
+    """One run of ``replay_quarantine`` under the job's locks."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        spec: JobSpec,
+        quarantine: str,
+        lease: Callable[[], None],
+        instrument: BatchInstrument | None,
+    ) -> None:
+        self._spark = spark
+        self._spec = spec
+        self._quarantine = quarantine
+        self._lease = lease
+        self._instrument = instrument
+        self._stage = QualityStage(spec)
+        self._app_id = resolve_app_id(spark, spec.checkpoint).app_id + ":replay"
+        self._folder = onceflow_state(spec.checkpoint) + "/replay"
+        self._files = CheckpointFiles(spark, self._folder)
+        self._sinks: list[BatchSink] = [build_sink(spec, sink) for sink in spec.sinks]
+
+    # -- intents ------------------------------------------------------------------------
+    def _numbers(self) -> list[int]:
+        return sorted(
+            int(name.removesuffix(".json"))
+            for name in self._files.names()
+            if name.endswith(".json") and name.removesuffix(".json").isdigit()
+        )
+
+    def _read_intent(self, number: int) -> _Intent:
+        record = json.loads(self._files.read(f"{number}.json") or "{}")
+        return _Intent(number, int(record["version"]), str(record["records"]), int(record["count"]))
+
+    def finish_pending(self) -> int:
+        """Finish the last intent if a crash left it undone; how many records it had."""
+        numbers = self._numbers()
+        if not numbers or self._files.exists(f"{numbers[-1]}.done"):
+            return 0
+        intent = self._read_intent(numbers[-1])
+        _log.warning(
+            "job '%s': replay %d of the quarantine (version %d, %d record(s)) did not "
+            "finish; finishing it first",
+            self._spec.name,
+            intent.number,
+            intent.version,
+            intent.count,
+        )
+        self._carry_out(intent)
+        return intent.count
+
+    def _record_intent(self, version: int, keys: DataFrame, count: int) -> _Intent:
+        """Write replay n's records, then its intent file: the intent is what commits it."""
+        earlier = self._numbers()
+        # above every replay id the sinks hold too (an older onceflow keyed them otherwise)
+        marked = [
+            (sink.batch_marks(self._spark) or {}).get(self._app_id, -1) for sink in self._sinks
+        ]
+        number = max([*earlier, *marked, -1]) + 1
+        records = f"{self._folder}/{number}.records"
+        keys.write.mode("overwrite").parquet(records)
+        intent = {"version": version, "records": records, "count": count}
+        if not self._files.create(f"{number}.json", json.dumps(intent)):
+            raise QualityError(
+                "QUALITY_REPLAY_REFUSED",
+                job=self._spec.name,
+                why=f"replay intent {number} appeared meanwhile: another replay runs",
+            )
+        return _Intent(number, version, records, count)
+
+    # -- the replay ---------------------------------------------------------------------
+    def _judged(self, version: int) -> DataFrame:
+        rows = (
+            self._spark.read.format("delta").option("versionAsOf", version).load(self._quarantine)
+        )
+        return self._stage.judged(_as_raw(rows, self._spec))
+
+    def replay_current(self, resumed: int) -> ReplayResult:
+        table = DeltaTable.forPath(self._spark, self._quarantine)
+        version = int(table.history(1).collect()[0]["version"])
+        judged = self._judged(version).persist()
+        try:
+            counts = judged.agg(
+                F.count(F.lit(1)).alias("total"),
+                F.count(F.when(F.col(FATE) == Fate.GOOD, 1)).alias("passing"),
+            ).collect()[0]
+            passing, total = int(counts["passing"]), int(counts["total"])
+            if passing:
+                keys = judged.where(F.col(FATE) == Fate.GOOD).select(
+                    *[F.col(k).alias(c) for k, c in zip(_KEYS, _COLUMNS, strict=True)]
+                )
+                intent = self._record_intent(version, keys.distinct(), passing)
+        finally:
+            judged.unpersist()
+        if passing:
+            self._carry_out(intent)
+        _log.info(
+            "job '%s': replayed %d of %d quarantined record(s) from version %d of %s",
+            self._spec.name,
+            passing,
+            total,
+            version,
+            self._quarantine,
+        )
+        return ReplayResult(version, passing, total - passing, resumed)
+
+    def _carry_out(self, intent: _Intent) -> None:
+        """Write the intent's records to the sinks and delete them from the quarantine,
+        both guarded by the intent's number; then mark it done."""
+        context = BatchContext(self._app_id, intent.number, guarded=True)
+        try:
+            keys = self._spark.read.parquet(intent.records)
+            judged = self._judged(intent.version)
+        except Exception as exc:
+            raise QualityError(
+                "QUALITY_REPLAY_UNFINISHED",
+                job=self._spec.name,
+                intent=intent.number,
+                version=intent.version,
+                cause=first_line(exc),
+            ) from exc
+        picked = [
+            F.col(f"k.{c}").eqNullSafe(F.col(f"j.{k}"))
+            for k, c in zip(_KEYS, _COLUMNS, strict=True)
+        ]
+        chosen = (
+            judged.alias("j")
+            .join(keys.alias("k"), on=picked, how="left_semi")
+            .where(F.col(FATE) == Fate.GOOD)
+        )
+        good = self._stage.good_rows(chosen).persist()
+        try:
+            self._writer(context)(good, intent.number)
+        finally:
+            good.unpersist()
+        self._delete(keys, context)
+        self._files.create(f"{intent.number}.done", "")
+
+    def _writer(self, context: BatchContext) -> Callable[[DataFrame, int], None]:
+        sinks: Sequence[Sink] = self._sinks
+        if self._instrument is not None:
+            sinks = self._instrument.wrap_sinks(sinks)
+
+        def write(frame: DataFrame, _: int) -> None:
+            for sink in sinks:
+                self._guarded(f"sink '{sink.name}'", _write_call(sink, frame, context))
+
+        return self._instrument.wrap_writer(write) if self._instrument is not None else write
+
+    def _guarded(self, what: str, action: Callable[[], None]) -> None:
+        """``action`` under the job's locks, retried on Delta's typed conflicts."""
+
+        def attempt() -> None:
+            self._lease()  # a lost lock stops the replay before this write
+            action()
+
+        retry_conflicts(
+            attempt,
+            what=f"job '{self._spec.name}' quarantine replay, {what}",
+            retries=self._spec.retries,
+        )
+
+    def _delete(self, keys: DataFrame, context: BatchContext) -> None:
+        matched = " AND ".join(f"q.`{c}` <=> k.`{c}`" for c in _COLUMNS)
+
+        def delete() -> None:
+            table = DeltaTable.forPath(self._spark, self._quarantine)
+            builder = table.alias("q").merge(keys.alias("k"), matched).whenMatchedDelete()
+            with dml_transaction(self._spark, context):
+                builder.execute()
+
+        self._guarded("the delete from the quarantine", delete)
+
+
+def _write_call(sink: Sink, frame: DataFrame, context: BatchContext) -> Callable[[], None]:
+    return lambda: sink.write(frame, context)
 
 
 def _refuse_unguardable_sinks(spec: JobSpec) -> None:
