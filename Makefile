@@ -25,7 +25,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars kafka-jars kafka-up kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint test prove notebooks test-only bench bench-storage bench-postgres bench-quality clean clean-state
+        sample run validate lint check test prove notebooks test-only bench bench-storage bench-postgres bench-quality clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -150,7 +150,7 @@ validate: $(VENV)/.installed ## validate JOB (default jobs/payments.yaml) withou
 	$(VENV)/bin/onceflow validate $(JOB) --env $(ENV)
 
 run: setup ## the default job end to end on fresh sample data; prints output path and rows
-	rm -rf data/sample/payments data/tables state
+	rm -rf data/sample/payments data/tables data/quarantine state
 	$(VENV)/bin/onceflow sample --out data/sample/payments --records 10000 --files 10
 	$(VENV)/bin/onceflow run $(JOB) --env $(ENV)
 
@@ -161,6 +161,11 @@ lint: $(VENV)/.installed ## ruff, mypy (strict, src/), import layering
 	$(VENV)/bin/lint-imports
 
 test: setup lint test-only ## set up, lint, then the whole pytest suite
+
+# the tests that start no service and kill no process: for iterating, never instead of test
+FAST_TESTS := not (kafka or hdfs or s3 or postgres or cluster or chaos or slow)
+check: venv jars lint ## the fast tier: lint, then the tests that need no service (minutes)
+	$(VENV)/bin/pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 # the slowest tests are listed at the end of every run, CI's included
 PYTEST_ARGS ?= --durations=20
