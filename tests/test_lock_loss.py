@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.chaos, pytest.mark.slow]
 
 ONCEFLOW = str(Path(sys.executable).with_name("onceflow"))
 JOB = str(ROOT / "jobs" / "payments_at_least_once.yaml")
-RECORDS, FILES = 120, 6
+RECORDS, FILES = 60, 3
 HEARTBEAT, STALE = 1, 6
 
 

@@ -76,13 +76,18 @@ def _run_killed(tmp_path: Path) -> None:
 
 
 def _run_on_a_terminal(tmp_path: Path) -> tuple[int, str]:
-    """Run the job with stderr on a pseudo-terminal; its exit code and what it showed."""
+    """Run the job with stderr on a pseudo-terminal; its exit code and what it showed.
+
+    The environment asks for a crash the old way (ONCEFLOW_CRASH): a production run must
+    not read it, so the run completes (its own group: were it read, the kill stays there).
+    """
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [ONCEFLOW, "run", JOB, *_settings(tmp_path)],
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,
+        env={**os.environ, "ONCEFLOW_CRASH": "before_write@1:kill"},
         start_new_session=True,
     )
     os.close(follower)

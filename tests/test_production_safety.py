@@ -1,5 +1,6 @@
-"""What every way of running a job gets, not only ``make``: no crash injection read from
-the environment, and Spark listening on loopback only under the local profiles."""
+"""What every way of running a job gets, not only ``make``: no crash injection from the
+job file (nor from the environment: tests/test_observe.py's restart runs with
+ONCEFLOW_CRASH set), and Spark listening on loopback only under the local profiles."""
 
 from __future__ import annotations
 
@@ -10,36 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
 
 from onceflow.config import load_job
 from onceflow.errors import ConfigError
-from onceflow.prove.verify import read_ids, tally
-from onceflow.prove.workload import write_payment_files
 from tests.conftest import ROOT
 
 ONCEFLOW = str(Path(sys.executable).with_name("onceflow"))
 JOB = str(ROOT / "jobs" / "payments.yaml")
-
-
-@pytest.mark.chaos
-@pytest.mark.spark
-def test_a_production_run_never_reads_crash_injection_from_its_environment(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    write_payment_files(tmp_path / "in", count=40, files=2)
-    settings = ["--env", "test", "--set", f"storage.root={tmp_path}"]
-    result = subprocess.run(
-        [ONCEFLOW, "run", JOB, *settings, "--set", f"source.path={tmp_path / 'in'}"],
-        env={**os.environ, "ONCEFLOW_CRASH": "before_write@0:kill"},
-        start_new_session=True,  # were it read, the kill would take only this group
-        capture_output=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    delivered = tally(read_ids(spark, "delta", str(tmp_path / "data/tables/payments/events")),
-                      range(1, 41))  # fmt: skip
-    assert (delivered.lost, delivered.duplicated) == (0, 0)
 
 
 def test_a_job_file_cannot_ask_for_a_crash() -> None:

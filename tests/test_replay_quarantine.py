@@ -20,15 +20,18 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from onceflow.config import load_job
+from onceflow.errors import GuaranteeError
 from onceflow.prove.verify import drift_of, expected_balances, read_ids, read_output, tally
+from onceflow.replay import replay_quarantine
 from onceflow.sinks import delta_batch_marks
 from tests.conftest import ROOT
 from tests.quality_corpus import BAD, write_corpus_files
+from tests.streaming import run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.chaos, pytest.mark.slow]
 
 JOB = str(ROOT / "jobs" / "payments_quality.yaml")
-ONCEFLOW = str(Path(sys.executable).with_name("onceflow"))
 GOOD = 60
 # reason of a quarantined corpus record -> the record a user fixes it into
 FIXES = {
@@ -70,14 +73,19 @@ def test_a_replay_killed_before_its_delete_and_rerun_later_writes_each_record_on
     spark: SparkSession, tmp_path: Path
 ) -> None:
     write_corpus_files(tmp_path / "in", GOOD, 2)
-    settings = ["--env", "test", "--set", f"storage.root={tmp_path}",
-                "--set", f"source.path={tmp_path / 'in'}"]  # fmt: skip
-    job = subprocess.run([ONCEFLOW, "run", JOB, *settings], capture_output=True, timeout=600)
-    assert job.returncode == 0, job.stderr.decode(errors="replace")[-3000:]
+    overrides = [f"storage.root={tmp_path}", f"source.path={tmp_path / 'in'}"]
+    settings = ["--env", "test", *(arg for o in overrides for arg in ("--set", o))]
+    spec = load_job(JOB, env="test", overrides=overrides).spec
+    run_to_end(spark, spec)  # the job itself, in this process
     tables = tmp_path / "data/tables"
     quarantine = tables / "quarantine/payments-quality"
     events, balances = tables / "payments_quality/events", tables / "payments_quality/balances"
     checkpoint = tmp_path / "state/payments_quality/checkpoint"
+    lock = checkpoint / "onceflow" / "lock"
+    deadline = time.monotonic() + 30
+    while lock.exists():  # released by the query's own thread once it ended
+        assert time.monotonic() < deadline, "the job's lock was never released"
+        time.sleep(0.1)
     first_two = list(FIXES)[:2]
     for reason in first_two:
         fix(spark, quarantine, reason)
@@ -94,17 +102,16 @@ def test_a_replay_killed_before_its_delete_and_rerun_later_writes_each_record_on
 
     # a replay beside a live job (its checkpoint lock held) is refused
     sleeper = subprocess.Popen(["sleep", "120"])
-    lock = checkpoint / "onceflow" / "lock"
     lock.write_text(json.dumps({"job": "payments-quality", "token": "live", "pid": sleeper.pid,
                                 "host": socket.gethostname(), "start": start_ticks(sleeper.pid),
                                 "heartbeat": time.time()}))  # fmt: skip
     try:
-        beside = replay(settings)
+        with pytest.raises(GuaranteeError, match="GUARANTEE_CHECKPOINT_LOCKED"):
+            replay_quarantine(spark, spec)
     finally:
         sleeper.kill()
         sleeper.wait()
         lock.unlink()
-    assert beside.returncode == 1 and b"GUARANTEE_CHECKPOINT_LOCKED" in beside.stderr
 
     rerun = replay(settings)
     assert rerun.returncode == 0, rerun.stderr.decode(errors="replace")[-3000:]
