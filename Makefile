@@ -33,12 +33,14 @@ help: ## list the targets
 
 setup: venv jars kafka-jars hdfs-jars s3-jars pg-install ## create the venv, install onceflow[dev], fetch the JVM jars, install PostgreSQL
 
-venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable)
-$(VENV)/.installed: pyproject.toml
+venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable) and the tests' sink kind
+# the tests' own sink kind is a package of its own, registered through its entry point
+$(VENV)/.installed: pyproject.toml tests/kinds/jsonl_sink/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e tests/kinds/jsonl_sink
 	touch $@
 
 jars: $(JARS)/.resolved ## resolve Delta, Kafka connector, hadoop-aws, pgjdbc with Maven into .jars/spark
@@ -78,25 +80,25 @@ $(S3_JARS)/.resolved: jvm/s3proxy/pom.xml
 	touch $@
 
 kafka-up: venv kafka-jars ## start a local Kafka broker (KRaft) on free ports; prints them
-	$(PY) -m onceflow.services kafka up --home .services/kafka --jars $(KAFKA_JARS)
+	$(PY) -m onceflow.testing.services kafka up --home .services/kafka --jars $(KAFKA_JARS)
 
 kafka-down: ## stop the local Kafka broker
-	$(PY) -m onceflow.services kafka down --home .services/kafka
+	$(PY) -m onceflow.testing.services kafka down --home .services/kafka
 
 hdfs-up: venv hdfs-jars ## start a local HDFS (NameNode + DataNode) on free ports; prints the URI
-	$(PY) -m onceflow.services hdfs up --home .services/hdfs --jars $(HDFS_JARS)
+	$(PY) -m onceflow.testing.services hdfs up --home .services/hdfs --jars $(HDFS_JARS)
 
 hdfs-down: ## stop the local HDFS (its files stay in .services/hdfs)
-	$(PY) -m onceflow.services hdfs down --home .services/hdfs
+	$(PY) -m onceflow.testing.services hdfs down --home .services/hdfs
 
 hdfs-uri: ## print the running HDFS's URI (for ONCEFLOW_HDFS_URI)
 	@$(PY) -c 'import json; print(json.load(open(".services/hdfs/state.json"))["uri"])'
 
 s3-up: venv s3-jars ## start a local S3 endpoint (S3Proxy, bucket 'lake') on a free port
-	$(PY) -m onceflow.services s3 up --home .services/s3 --jars $(S3_JARS) --bucket lake
+	$(PY) -m onceflow.testing.services s3 up --home .services/s3 --jars $(S3_JARS) --bucket lake
 
 s3-down: ## stop the local S3 endpoint (its objects stay in .services/s3/data)
-	$(PY) -m onceflow.services s3 down --home .services/s3
+	$(PY) -m onceflow.testing.services s3 down --home .services/s3
 
 s3-endpoint: ## print the running S3 endpoint (for ONCEFLOW_S3_ENDPOINT)
 	@$(PY) -c 'import json; print(json.load(open(".services/s3/state.json"))["endpoint"])'
@@ -125,19 +127,19 @@ pg-install: ## install PostgreSQL from Debian's packages when missing (no 'main'
 	echo "PostgreSQL installed: $$(ls -d $(PG_LIB)/*/bin/postgres | sort -V | tail -1)"
 
 pg-up: venv pg-install ## start a local PostgreSQL on a free port (role and db 'onceflow', password from $ONCEFLOW_PG_PASSWORD)
-	$(PY) -m onceflow.services postgres up --home $(PG_HOME)
+	$(PY) -m onceflow.testing.services postgres up --home $(PG_HOME)
 
 pg-down: ## stop the local PostgreSQL (fast shutdown; its data stays in .services/postgres/data)
-	$(PY) -m onceflow.services postgres down --home $(PG_HOME)
+	$(PY) -m onceflow.testing.services postgres down --home $(PG_HOME)
 
 pg-env: ## export lines for ONCEFLOW_PG_HOST/PORT/DATABASE/USER: eval "$(make -s pg-env)"
-	@$(PY) -m onceflow.services postgres env --home $(PG_HOME)
+	@$(PY) -m onceflow.testing.services postgres env --home $(PG_HOME)
 
 cluster-up: venv jars ## start a Spark standalone cluster (master + 2 workers) on loopback
-	$(PY) -m onceflow.services cluster up --home .services/cluster
+	$(PY) -m onceflow.testing.services cluster up --home .services/cluster
 
 cluster-down: ## stop the local Spark standalone cluster
-	$(PY) -m onceflow.services cluster down --home .services/cluster
+	$(PY) -m onceflow.testing.services cluster down --home .services/cluster
 
 cluster-url: ## print the running cluster's master URL (for SPARK_MASTER_URL)
 	@$(PY) -c 'import json; print(json.load(open(".services/cluster/state.json"))["master_url"])'

@@ -46,7 +46,7 @@ from reporting import RESULTS, machine, markdown_table, percentile, save
 
 from onceflow.prove.produce import produce_payments
 from onceflow.prove.workload import write_payment_files
-from onceflow.services import LocalKafka
+from onceflow.testing.services import LocalKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(__file__).resolve().parent / "guarantee_run.py"

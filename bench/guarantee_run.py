@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from onceflow.config import load_job
-from onceflow.contracts import pop_batch_notes
+from onceflow.contracts import BatchReports
 from onceflow.prove.workload import PAYMENTS_SCHEMA
 from onceflow.runner import source_frame, start_query
 from onceflow.session import build_session
@@ -151,6 +151,7 @@ def main() -> None:
     spec = load_job(job_file, env=args.env, conf_dir=ROOT / "conf").spec
 
     spark = build_session(spec)
+    reports = BatchReports()
     started = time.monotonic()
     if args.writer == "baseline":
         query = (
@@ -162,7 +163,7 @@ def main() -> None:
             .start(table)
         )
     else:
-        query = start_query(spark, spec)
+        query = start_query(spark, spec, reports=reports)
     query.awaitTermination()
     wall = time.monotonic() - started
 
@@ -171,14 +172,14 @@ def main() -> None:
         if progress.numInputRows == 0:
             continue
         durations = progress.durationMs
-        note = pop_batch_notes(spec.name, progress.batchId).get("guarantee", {})
+        report = reports.take(progress.batchId)
         batches.append(
             {
                 "batch_id": progress.batchId,
                 "rows": progress.numInputRows,
                 "batch_ms": durations.get("triggerExecution", 0),
                 "add_batch_ms": durations.get("addBatch", 0),
-                "guard_ms": note.get("guard_ms"),
+                "guard_ms": round(report.guard_ms, 1) if report is not None else None,
             }
         )
     jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()

@@ -22,8 +22,8 @@ from pathlib import Path
 from onceflow.config import load_job
 from onceflow.prove.produce import produce_payments
 from onceflow.runner import start_query
-from onceflow.services import LocalKafka
 from onceflow.session import build_session
+from onceflow.testing.services import LocalKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -43,7 +43,7 @@ from reporting import RESULTS, machine, markdown_table, save
 from onceflow.config import load_job
 from onceflow.contracts import BatchContext
 from onceflow.session import build_session
-from onceflow.sinks import build_sink
+from onceflow.sinks.base import build_sink
 
 ROOT = Path(__file__).resolve().parent.parent
 WAYS = {

@@ -33,11 +33,12 @@ import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from reporting import machine, print_table, save
 
-from onceflow.config import PostgresConnection, PostgresSinkSpec, WriteMode
+from onceflow.config import PostgresConnection, WriteMode
 from onceflow.contracts import BatchContext
-from onceflow.services import LocalPostgres
 from onceflow.session import DELTA_CONF, jar_paths
-from onceflow.sinks import PostgresSink
+from onceflow.sinks.postgres import PostgresSinkSpec
+from onceflow.sinks.postgres.sink import PostgresSink
+from onceflow.testing.services import LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-pw"  # noqa: S105 - a throwaway local server's password

@@ -24,8 +24,8 @@ from pathlib import Path
 from reporting import machine, print_table, save
 
 from onceflow.prove.workload import write_payment_files
-from onceflow.services.hdfs import LocalHdfs
-from onceflow.services.s3 import LocalS3
+from onceflow.testing.services.hdfs import LocalHdfs
+from onceflow.testing.services.s3 import LocalS3
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ROOT / "jobs/payments_exactly_once_transactional.yaml"

@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.functions import col, to_date
 
 from onceflow.config import JobSpec
-from onceflow.contracts import BatchWriter
+from onceflow.contracts import BatchReports, BatchWriter
 from onceflow.prove.crash import CrashPlan
 from onceflow.prove.workload import PAYMENTS_SCHEMA, payments
 from onceflow.runner import start_query
@@ -18,10 +18,19 @@ def run_to_end(
     writer: BatchWriter | None = None,
     crash: CrashPlan | None = None,
     adopt_checkpoint: bool = False,
+    reports: BatchReports | None = None,
 ) -> None:
     """Run ``spec``'s query until its trigger ends it; errors surface from the query.
-    ``crash`` installs crash injection (the explicit API only tests and prove use)."""
-    query = start_query(spark, spec, writer, instrument=crash, adopt_checkpoint=adopt_checkpoint)
+    ``crash`` installs crash injection (the explicit API only tests and prove use); each
+    batch's report goes to ``reports``."""
+    query = start_query(
+        spark,
+        spec,
+        writer,
+        reports=reports,
+        instrument=crash,
+        adopt_checkpoint=adopt_checkpoint,
+    )
     try:
         query.processAllAvailable()
         query.awaitTermination(120)

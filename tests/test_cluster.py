@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from onceflow.prove.workload import write_payment_files
-from onceflow.services.spark_cluster import LocalSparkCluster
+from onceflow.testing.services.spark_cluster import LocalSparkCluster
 from tests.test_readme import blocks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,9 @@ from typing import ClassVar
 
 import pytest
 
-from onceflow.config import FileSourceSpec, load_job
+from onceflow.config import load_job
 from onceflow.errors import ConfigError
+from onceflow.sources.files import FileSourceSpec
 
 RESOURCES = Path(__file__).parent / "resources" / "config"
 CONF = RESOURCES / "conf"

@@ -23,10 +23,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
-from onceflow.config import DeltaSinkSpec
 from onceflow.contracts import BatchContext
 from onceflow.prove.workload import PAYMENTS_SCHEMA
-from onceflow.sinks import DeltaSink, build_sink
+from onceflow.sinks.base import build_sink
+from onceflow.sinks.delta import DeltaSinkSpec
+from onceflow.sinks.delta.sink import DeltaSink
 from tests.conftest import JobLoader
 
 pytestmark = pytest.mark.spark

@@ -11,22 +11,28 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from onceflow.config import DeltaSinkSpec, Guarantee, MergeSpec, WriteMode
-from onceflow.contracts import BatchContext, pop_batch_notes
+from onceflow.config import Guarantee, WriteMode
+from onceflow.contracts import BatchContext, BatchReports
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees import (
-    BatchLedger,
-    WriterSettings,
-    delta_app_ids,
-    guarded_writer,
+    BatchClaims,
+    policy_for,
     resolve_app_id,
     retry_conflicts,
 )
+from onceflow.pipeline import BatchPipeline
 from onceflow.prove.verify import balance_drift, read_ids, tally
 from onceflow.prove.workload import write_payment_files
 from onceflow.runner import build_outputs, start_query
-from onceflow.sinks import DeltaSink, delta_batch_marks, dml_transaction, is_delta_conflict
-from onceflow.sinks.delta import DML_TXN_APP_ID, DML_TXN_VERSION
+from onceflow.sinks.delta import DeltaSinkSpec, MergeSpec
+from onceflow.sinks.delta.marks import delta_app_ids, delta_batch_marks
+from onceflow.sinks.delta.sink import (
+    DML_TXN_APP_ID,
+    DML_TXN_VERSION,
+    DeltaSink,
+    dml_transaction,
+    is_delta_conflict,
+)
 from tests.conftest import JobLoader
 from tests.streaming import crash_at, run_to_end
 
@@ -199,7 +205,15 @@ def test_a_real_delta_conflict_is_retried(spark: SparkSession, tmp_path: Path) -
 
         other = threading.Thread(target=updater, args=(start,))
         other.start()
-        retries.append(retry_conflicts(attempt, what="merge", retries=5, backoff_seconds=0.1))
+        retries.append(
+            retry_conflicts(
+                attempt,
+                what="merge",
+                retries=5,
+                backoff_seconds=0.1,
+                is_conflict=is_delta_conflict,
+            )
+        )
         other.join(300)
 
     merges = 0
@@ -225,22 +239,27 @@ def test_at_most_once_ledger_skips_a_replayed_batch(
     spec = job_in(*job).spec
     with pytest.raises(Exception, match="CRASH_INJECTED"):
         run_to_end(spark, spec, crash=crash_at("mid_write", 1))
-    assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1]
-    for batch_id in (0, 1, 2):  # notes of earlier tests' batches under the same job name
-        pop_batch_notes(spec.name, batch_id)
+    assert BatchClaims(spark, spec.checkpoint).claimed() == [0, 1]
 
-    run_to_end(spark, job_in(*job).spec)
+    reports = BatchReports()
+    run_to_end(spark, job_in(*job).spec, reports=reports)
     events = tally(read_ids(spark, "delta", spec.sinks[0].path), range(1, 91))
     assert (events.lost, events.duplicated) == (30, 0)
-    assert BatchLedger(spark, spec.checkpoint).recorded() == [0, 1, 2]
-    # what the writer did with each batch, for the progress line
-    skipped = pop_batch_notes(spec.name, 1)["guarantee"]
-    written = pop_batch_notes(spec.name, 2)["guarantee"]
+    assert BatchClaims(spark, spec.checkpoint).claimed() == [0, 1, 2]
+    # what the pipeline did with each batch, for the progress line
+    skipped, written = (_guarantee_of(reports, batch_id) for batch_id in (1, 2))
     assert (skipped["action"], skipped["write_ms"]) == ("skipped_as_replay", {})
     assert written["action"] == "written" and written["retries"] == 0
     assert list(written["write_ms"]) == [spec.sinks[0].name]
     assert written["write_ms"][spec.sinks[0].name] > 0
     assert 0 < skipped["guard_ms"] < 10_000 and 0 < written["guard_ms"] < 10_000
+
+
+def _guarantee_of(reports: BatchReports, batch_id: int) -> dict[str, object]:
+    report = reports.take(batch_id)
+    assert report is not None, f"no report of batch {batch_id}"
+    guarantee: dict[str, object] = report.as_line()["guarantee"]
+    return guarantee
 
 
 def test_single_sink_mid_write_crash_under_exactly_once(
@@ -266,8 +285,12 @@ def test_checks_catch_a_broken_exactly_once_writer(
         "jobs/payments_exactly_once_transactional.yaml", ONE_FILE_PER_BATCH, SPARK_PARSES
     ).spec
     app_id = resolve_app_id(spark, spec.checkpoint).app_id
-    broken = guarded_writer(
-        build_outputs(spec), WriterSettings(spec.name, Guarantee.AT_LEAST_ONCE, app_id)
+    broken = BatchPipeline(
+        job=spec.name,
+        app_id=app_id,
+        sinks=build_outputs(spec),
+        policy=policy_for(Guarantee.AT_LEAST_ONCE),
+        reports=BatchReports(),
     )
     query = start_query(spark, spec, crash_at("after_write", 1).wrap_writer(broken))
     with pytest.raises(Exception, match="CRASH_INJECTED"):

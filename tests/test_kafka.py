@@ -17,8 +17,8 @@ from onceflow.errors import SourceError
 from onceflow.prove.produce import produce_payments
 from onceflow.prove.verify import read_ids, tally
 from onceflow.runner import start_query
-from onceflow.services import LocalKafka
 from onceflow.status import job_status
+from onceflow.testing.services import LocalKafka
 from tests.conftest import KAFKA_USER, JobLoader
 from tests.streaming import crash_at, run_to_end
 
@@ -242,6 +242,7 @@ def test_aged_out_data_stops_the_query_naming_the_offsets(
 def test_aged_out_data_is_skipped_and_counted_without_fail_on_data_loss(
     spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
 ) -> None:
+    from onceflow.contracts import BatchReports
     from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
     from onceflow.status import render_status
 
@@ -257,7 +258,7 @@ def test_aged_out_data_is_skipped_and_counted_without_fail_on_data_loss(
     start = age_out(kafka, topic, first_id=11, count=40)
 
     # the metrics file keeps each batch's count, which status sums
-    listener = ProgressLogger(spec.name, MetricsFile(spark, spec.checkpoint))
+    listener = ProgressLogger(spec.name, BatchReports(), MetricsFile(spark, spec.checkpoint))
     spark.streams.addListener(listener)
     try:
         query = start_query(spark, spec)

@@ -22,11 +22,11 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from onceflow.config import DeltaSinkSpec, WriteMode
+from onceflow.config import WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
-from onceflow.sinks import DeltaSink
-from onceflow.sinks.delta import _key_summary
+from onceflow.sinks.delta import DeltaSinkSpec
+from onceflow.sinks.delta.sink import DeltaSink, _key_summary
 
 pytestmark = pytest.mark.spark
 

@@ -212,7 +212,7 @@ def test_a_fresh_checkpoint_against_a_written_sink_is_flagged() -> None:
     ("guarantee", "marks", "last", "problem", "says"),
     [
         (Guarantee.AT_LEAST_ONCE, {"me": 3}, 3, False, "replay writes it again"),
-        (Guarantee.AT_MOST_ONCE, {"me": 3}, 3, False, "skipped by the at-most-once ledger"),
+        (Guarantee.AT_MOST_ONCE, {"me": 3}, 3, False, "skipped by the at-most-once claim"),
         (Guarantee.EXACTLY_ONCE, {"me": 1}, 1, True, "the batches between are missing"),
         (Guarantee.AT_MOST_ONCE, {"me": 1}, 1, False, "at-most-once loses"),
         (Guarantee.EXACTLY_ONCE, {"me": 5}, 5, True, "planned only up to 3"),

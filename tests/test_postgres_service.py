@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from onceflow.errors import ServiceError
-from onceflow.services import LocalPostgres
-from onceflow.services.__main__ import main as services_main
+from onceflow.testing.services import LocalPostgres
+from onceflow.testing.services.__main__ import main as services_main
 from tests.conftest import PG_PASSWORD
 
 # a fast shutdown takes well under a second; SIGTERM's "smart" shutdown would wait for the
@@ -103,7 +103,7 @@ def test_a_restart_keeps_data_and_port_and_does_not_wait_for_clients(
 
 @pytest.fixture
 def cli_home() -> Iterator[Path]:
-    """A home for ``python -m onceflow.services postgres``; its server is stopped after."""
+    """A home for ``python -m onceflow.testing.services postgres``; its server is stopped after."""
     home = Path(tempfile.mkdtemp(prefix="onceflow-pg-cli-"))
     home.chmod(0o711)
     yield home

@@ -22,11 +22,12 @@ from onceflow.contracts import BatchContext
 from onceflow.errors import ConfigError, SinkError
 from onceflow.prove.verify import measure_delivery
 from onceflow.prove.workload import write_payment_files
-from onceflow.services import LocalPostgres
-from onceflow.sinks import PostgresSink, build_sink
+from onceflow.sinks.base import build_sink
 from onceflow.sinks.postgres.database import STAGE_PREFIX, connection_params
+from onceflow.sinks.postgres.sink import PostgresSink
 from onceflow.sinks.postgres.staging import StageTask
 from onceflow.status import job_status
+from onceflow.testing.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, JobLoader
 from tests.streaming import crash_at, run_to_end
 

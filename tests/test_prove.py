@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from onceflow.cli import EXIT_FAILED, EXIT_OK, main
-from onceflow.services import LocalPostgres
+from onceflow.testing.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, ROOT
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

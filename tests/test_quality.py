@@ -21,14 +21,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from onceflow.config import JobSpec
+from onceflow.contracts import BatchReports
 from onceflow.errors import QualityError
 from onceflow.observe import ProgressLogger
 from onceflow.prove.verify import measure_delivery
 from onceflow.prove.workload import payments
 from onceflow.quality import parse_json
 from onceflow.quality.parsing import ERROR, schema_of
-from onceflow.services import LocalKafka
 from onceflow.sources.raw import PAYLOAD
+from onceflow.testing.services import LocalKafka
 from tests.conftest import JobLoader
 from tests.quality_corpus import BAD, DROPPED, good_payloads, write_corpus_files
 from tests.streaming import crash_at, run_to_end
@@ -96,11 +97,12 @@ def test_every_bad_record_from_files_is_accounted_for(
 ) -> None:
     files = write_corpus_files(tmp_path / "data/sample/payments", GOOD, FILES)
     spec = job_in(JOB, "source.max_files_per_trigger=1").spec
-    listener = ProgressLogger(spec.name)
+    reports = BatchReports()
+    listener = ProgressLogger(spec.name, reports)
     spark.streams.addListener(listener)
     try:
         with caplog.at_level(logging.DEBUG, logger="onceflow"):
-            run_to_end(spark, spec)
+            run_to_end(spark, spec, reports=reports)
             progress = _progress_lines(caplog, FILES)
     finally:
         spark.streams.removeListener(listener)

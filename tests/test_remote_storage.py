@@ -31,12 +31,12 @@ from onceflow.prove.harness import ProveSettings, prove
 from onceflow.prove.verify import measure_delivery
 from onceflow.prove.workload import write_payment_files
 from onceflow.runner import start_query
-from onceflow.services import free_port
-from onceflow.services.hdfs import LocalHdfs
-from onceflow.services.s3 import LocalS3
 from onceflow.session import build_session
 from onceflow.status import job_status
 from onceflow.storage import CheckpointFiles, storage_failure
+from onceflow.testing.services import free_port
+from onceflow.testing.services.hdfs import LocalHdfs
+from onceflow.testing.services.s3 import LocalS3
 from tests.conftest import S3_BUCKET, S3_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from onceflow.config import load_job
 from onceflow.errors import GuaranteeError
 from onceflow.prove.verify import drift_of, expected_balances, read_ids, read_output, tally
 from onceflow.replay import replay_quarantine
-from onceflow.sinks import delta_batch_marks
+from onceflow.sinks.delta.marks import delta_batch_marks
 from tests.conftest import ROOT
 from tests.quality_corpus import BAD, write_corpus_files
 from tests.streaming import run_to_end

@@ -9,9 +9,9 @@ import pytest
 
 import onceflow
 from onceflow.errors import ServiceError
-from onceflow.services.hdfs import LocalHdfs
-from onceflow.services.s3 import LocalS3
 from onceflow.shipping import package_zip
+from onceflow.testing.services.hdfs import LocalHdfs
+from onceflow.testing.services.s3 import LocalS3
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from onceflow.config import DeltaSinkSpec, WriteMode
-from onceflow.contracts import BatchContext, pop_batch_notes
+from onceflow.config import WriteMode
+from onceflow.contracts import BatchContext, BatchReports
 from onceflow.errors import GuaranteeError
 from onceflow.prove.verify import read_ids, tally
 from onceflow.prove.workload import write_payment_files
-from onceflow.sinks import DeltaSink, delta_batch_marks
+from onceflow.sinks.delta import DeltaSinkSpec
+from onceflow.sinks.delta.marks import delta_batch_marks
+from onceflow.sinks.delta.sink import DeltaSink
 from onceflow.status import job_status
 from tests.conftest import JobLoader
 from tests.streaming import crash_at, run_to_end
@@ -77,11 +79,12 @@ def test_a_parquet_append_killed_in_its_first_batch_restarts(
     spec = job_in("jobs/payments_at_least_once.yaml", ONE_FILE_PER_BATCH, PARQUET_APPEND).spec
     with pytest.raises(Exception, match="CRASH_INJECTED"):
         run_to_end(spark, spec, crash=crash_at("after_write", 0))
-    for batch_id in (0, 1):  # notes an earlier test left under the same job name
-        pop_batch_notes(spec.name, batch_id)
-    run_to_end(spark, spec)
+    reports = BatchReports()
+    run_to_end(spark, spec, reports=reports)
     delivered = tally(read_ids(spark, "parquet", spec.sinks[0].path), range(1, 41))
     assert (delivered.lost, delivered.duplicated) == (0, 20)
     # the replay's outcome, read from the marks: the sink held batch 0 and got it again
-    replayed = pop_batch_notes(spec.name, 0)["guarantee"]
+    report = reports.take(0)
+    assert report is not None
+    replayed = report.as_line()["guarantee"]
     assert replayed["sinks"] == {"events_parquet": "written_again"}

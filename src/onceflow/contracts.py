@@ -1,7 +1,9 @@
-"""The seams between layers: what a sink is, what a batch writer is, what a batch carries.
+"""The seams between layers: what a sink is, what a batch writer is, what a batch carries
+in, and what it reports out.
 
-Sources produce a streaming DataFrame; sinks write one micro-batch; a guarantee policy
-wraps the sinks into the single ``BatchWriter`` that ``foreachBatch`` calls.
+Sources produce a streaming DataFrame; the batch pipeline (``onceflow.pipeline``) writes
+each micro-batch to the sinks under the job's guarantee policy, and leaves a
+``BatchReport`` in the run's ``BatchReports``, which the progress listener takes.
 """
 
 from __future__ import annotations
@@ -9,23 +11,23 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from onceflow.config.models import WriteMode
+    from onceflow.config import WriteMode
 
 __all__ = [
     "MARKER_APP_ID",
     "MARKER_BATCH_ID",
     "BatchContext",
     "BatchInstrument",
+    "BatchReport",
+    "BatchReports",
     "BatchWriter",
     "Sink",
-    "pop_batch_notes",
-    "record_batch_note",
 ]
 
 BatchWriter = Callable[["DataFrame", int], None]
@@ -81,6 +83,11 @@ class Sink(Protocol):
         """App id -> the highest batch id it wrote here; None if the sink keeps no marks."""
         ...
 
+    def is_conflict(self, exc: BaseException) -> bool:
+        """True when a failed write committed nothing because another writer committed
+        first: the write may be tried again."""
+        ...
+
 
 class BatchInstrument(Protocol):
     """Wraps a job's batch pipeline from outside, without a hook inside it: crash injection
@@ -91,23 +98,70 @@ class BatchInstrument(Protocol):
         ...
 
     def wrap_sinks(self, sinks: Sequence[Sink]) -> list[Sink]:
-        """The outputs of a batch, in write order, to use instead of ``sinks``."""
+        """The job's sinks, in write order, to use instead of ``sinks``."""
         ...
 
 
-# What a batch's writer learned (quality counts, ...) for the progress listener to report.
-# Both run in the driver's Python; the listener hears of a batch after its writer returned.
-_NOTES: dict[tuple[str, int], dict[str, Any]] = {}
-_NOTES_LOCK = threading.Lock()
+@dataclass
+class BatchReport:
+    """What the pipeline did with one batch, for the progress line and the metrics file.
+
+    Attributes:
+        batch_id: Spark's batch id.
+        action: ``written``, ``retried``, ``replayed`` or ``skipped_as_replay``.
+        replay: the batch was the one in flight when the job last stopped.
+        guard_ms: the guard's own work (the at-most-once claim), ms.
+        write_ms: each output's write, ms.
+        retries: conflicts retried, over every output.
+        sinks: on a replay, each sink's outcome (``skipped_as_replay``, ``written_again``,
+            ``replaced``, ``written``).
+        skipped_by: what skipped the batch (``claims``), if something did.
+        quality: where the batch's records went (input, good, dropped, quarantined, each
+            rule's violations), when the quality stage judged them.
+    """
+
+    batch_id: int
+    action: str = "written"
+    replay: bool = False
+    guard_ms: float = 0.0
+    write_ms: dict[str, float] = field(default_factory=dict)
+    retries: int = 0
+    sinks: dict[str, str] = field(default_factory=dict)
+    skipped_by: str | None = None
+    quality: dict[str, Any] | None = None
+
+    def as_line(self) -> dict[str, Any]:
+        """The report's part of the batch's progress line: ``guarantee`` and ``quality``."""
+        guarantee: dict[str, Any] = {
+            "action": self.action,
+            "replay": self.replay,
+            "guard_ms": round(self.guard_ms, 1),
+            "write_ms": self.write_ms,
+            "retries": self.retries,
+        }
+        if self.skipped_by is not None:
+            guarantee["by"] = self.skipped_by
+        if self.sinks:
+            guarantee["sinks"] = self.sinks
+        line: dict[str, Any] = {"guarantee": guarantee}
+        if self.quality is not None:
+            line["quality"] = self.quality
+        return line
 
 
-def record_batch_note(job: str, batch_id: int, key: str, value: Any) -> None:
-    """Leave ``key: value`` for the progress line of ``job``'s batch ``batch_id``."""
-    with _NOTES_LOCK:
-        _NOTES.setdefault((job, batch_id), {})[key] = value
+class BatchReports:
+    """The reports of one run's batches, handed from the pipeline (on Spark's batch thread)
+    to whoever reads them (the progress listener, a test); each is taken once."""
 
+    def __init__(self) -> None:
+        self._reports: dict[int, BatchReport] = {}
+        self._lock = threading.Lock()
 
-def pop_batch_notes(job: str, batch_id: int) -> dict[str, Any]:
-    """The notes left for that batch (empty if none), removed once read."""
-    with _NOTES_LOCK:
-        return _NOTES.pop((job, batch_id), {})
+    def put(self, report: BatchReport) -> None:
+        with self._lock:
+            self._reports[report.batch_id] = report
+
+    def take(self, batch_id: int) -> BatchReport | None:
+        """The report of ``batch_id``, removed; None when the pipeline left none."""
+        with self._lock:
+            return self._reports.pop(batch_id, None)

@@ -27,7 +27,6 @@ stream's) are refused.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,12 +36,14 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from onceflow.config import FileSourceSpec, JobSpec, KafkaSourceSpec, ParquetSinkSpec, WriteMode
+from onceflow.config import JobSpec, kinds
+from onceflow.config.kinds import load_reference
 from onceflow.contracts import BatchContext, BatchInstrument, Sink
 from onceflow.errors import QualityError, first_line
-from onceflow.files import CheckpointFiles
 from onceflow.guarantees import (
     CheckpointLock,
+    Intent,
+    ReplayIntents,
     claim_checkpoint,
     resolve_app_id,
     retry_conflicts,
@@ -50,9 +51,10 @@ from onceflow.guarantees import (
 )
 from onceflow.quality import FATE, QualityStage
 from onceflow.quality.expectations import Fate
-from onceflow.sinks import BatchSink, build_sink, dml_transaction
+from onceflow.sinks.base import BatchSink, build_sink
+from onceflow.sinks.delta.sink import dml_transaction, is_delta_conflict
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
-from onceflow.storage import onceflow_state, single_writer_tables
+from onceflow.storage import single_writer_tables
 
 __all__ = ["ReplayResult", "replay_quarantine"]
 
@@ -71,16 +73,6 @@ class ReplayResult:
     replayed: int
     still_failing: int
     resumed: int = 0
-
-
-@dataclass(frozen=True)
-class _Intent:
-    """Replay ``number`` replays the records under ``records`` as of quarantine ``version``."""
-
-    number: int
-    version: int
-    records: str  # a Parquet folder of the records' coordinates (the quarantine's columns)
-    count: int
 
 
 def replay_quarantine(
@@ -106,9 +98,9 @@ def replay_quarantine(
     _refuse_unguardable_sinks(spec)
     with _job_locks(spark, spec) as lease:
         claim_checkpoint(spark, spec)
-        replay = _Replay(spark, spec, quarantine.path, lease, instrument)
+        replay = _Replay(spark, spec, quarantine.location, lease, instrument)
         resumed = replay.finish_pending()
-        if not DeltaTable.isDeltaTable(spark, quarantine.path):
+        if not DeltaTable.isDeltaTable(spark, quarantine.location):
             return ReplayResult(version=-1, replayed=0, still_failing=0, resumed=resumed)
         return replay.replay_current(resumed)
 
@@ -154,28 +146,14 @@ class _Replay:
         self._instrument = instrument
         self._stage = QualityStage(spec)
         self._app_id = resolve_app_id(spark, spec.checkpoint).app_id + ":replay"
-        self._folder = onceflow_state(spec.checkpoint) + "/replay"
-        self._files = CheckpointFiles(spark, self._folder)
+        self._intents = ReplayIntents(spark, spec.checkpoint)
         self._sinks: list[BatchSink] = [build_sink(spec, sink) for sink in spec.sinks]
-
-    # -- intents ------------------------------------------------------------------------
-    def _numbers(self) -> list[int]:
-        return sorted(
-            int(name.removesuffix(".json"))
-            for name in self._files.names()
-            if name.endswith(".json") and name.removesuffix(".json").isdigit()
-        )
-
-    def _read_intent(self, number: int) -> _Intent:
-        record = json.loads(self._files.read(f"{number}.json") or "{}")
-        return _Intent(number, int(record["version"]), str(record["records"]), int(record["count"]))
 
     def finish_pending(self) -> int:
         """Finish the last intent if a crash left it undone; how many records it had."""
-        numbers = self._numbers()
-        if not numbers or self._files.exists(f"{numbers[-1]}.done"):
+        intent = self._intents.pending()
+        if intent is None:
             return 0
-        intent = self._read_intent(numbers[-1])
         _log.warning(
             "job '%s': replay %d of the quarantine (version %d, %d record(s)) did not "
             "finish; finishing it first",
@@ -187,24 +165,20 @@ class _Replay:
         self._carry_out(intent)
         return intent.count
 
-    def _record_intent(self, version: int, keys: DataFrame, count: int) -> _Intent:
+    def _record_intent(self, version: int, keys: DataFrame, count: int) -> Intent:
         """Write replay n's records, then its intent file: the intent is what commits it."""
-        earlier = self._numbers()
         # above every replay id the sinks hold too (an older onceflow keyed them otherwise)
-        marked = [
-            (sink.batch_marks(self._spark) or {}).get(self._app_id, -1) for sink in self._sinks
-        ]
-        number = max([*earlier, *marked, -1]) + 1
-        records = f"{self._folder}/{number}.records"
-        keys.write.mode("overwrite").parquet(records)
-        intent = {"version": version, "records": records, "count": count}
-        if not self._files.create(f"{number}.json", json.dumps(intent)):
+        held = [(s.batch_marks(self._spark) or {}).get(self._app_id, -1) for s in self._sinks]
+        number = self._intents.next_number(held)
+        keys.write.mode("overwrite").parquet(self._intents.records_of(number))
+        intent = self._intents.record(number, version, count)
+        if intent is None:
             raise QualityError(
                 "QUALITY_REPLAY_REFUSED",
                 job=self._spec.name,
                 why=f"replay intent {number} appeared meanwhile: another replay runs",
             )
-        return _Intent(number, version, records, count)
+        return intent
 
     # -- the replay ---------------------------------------------------------------------
     def _judged(self, version: int) -> DataFrame:
@@ -242,7 +216,7 @@ class _Replay:
         )
         return ReplayResult(version, passing, total - passing, resumed)
 
-    def _carry_out(self, intent: _Intent) -> None:
+    def _carry_out(self, intent: Intent) -> None:
         """Write the intent's records to the sinks and delete them from the quarantine,
         both guarded by the intent's number; then mark it done."""
         context = BatchContext(self._app_id, intent.number, guarded=True)
@@ -272,7 +246,7 @@ class _Replay:
         finally:
             good.unpersist()
         self._delete(keys, context)
-        self._files.create(f"{intent.number}.done", "")
+        self._intents.done(intent)
 
     def _writer(self, context: BatchContext) -> Callable[[DataFrame, int], None]:
         sinks: Sequence[Sink] = self._sinks
@@ -281,12 +255,18 @@ class _Replay:
 
         def write(frame: DataFrame, _: int) -> None:
             for sink in sinks:
-                self._guarded(f"sink '{sink.name}'", _write_call(sink, frame, context))
+                call = _write_call(sink, frame, context)
+                self._guarded(f"sink '{sink.name}'", call, sink.is_conflict)
 
         return self._instrument.wrap_writer(write) if self._instrument is not None else write
 
-    def _guarded(self, what: str, action: Callable[[], None]) -> None:
-        """``action`` under the job's locks, retried on Delta's typed conflicts."""
+    def _guarded(
+        self,
+        what: str,
+        action: Callable[[], None],
+        is_conflict: Callable[[BaseException], bool],
+    ) -> None:
+        """``action`` under the job's locks, retried on the conflicts its target names."""
 
         def attempt() -> None:
             self._lease()  # a lost lock stops the replay before this write
@@ -296,6 +276,7 @@ class _Replay:
             attempt,
             what=f"job '{self._spec.name}' quarantine replay, {what}",
             retries=self._spec.retries,
+            is_conflict=is_conflict,
         )
 
     def _delete(self, keys: DataFrame, context: BatchContext) -> None:
@@ -307,7 +288,8 @@ class _Replay:
             with dml_transaction(self._spark, context):
                 builder.execute()
 
-        self._guarded("the delete from the quarantine", delete)
+        # the quarantine is a Delta table (``JobSpec.quarantine_sink``)
+        self._guarded("the delete from the quarantine", delete, is_delta_conflict)
 
 
 def _write_call(sink: Sink, frame: DataFrame, context: BatchContext) -> Callable[[], None]:
@@ -316,16 +298,15 @@ def _write_call(sink: Sink, frame: DataFrame, context: BatchContext) -> Callable
 
 def _refuse_unguardable_sinks(spec: JobSpec) -> None:
     for sink in spec.sinks:
+        kind = kinds().sink(sink.kind)
         mode = spec.mode_of(sink)
-        if mode is WriteMode.REPLACE_BATCH or (
-            isinstance(sink, ParquetSinkSpec) and mode is WriteMode.APPEND
-        ):
+        if mode not in kind.replayable_modes:
             raise QualityError(
                 "QUALITY_REPLAY_REFUSED",
                 job=spec.name,
                 why=f"sink '{sink.name}' ({sink.kind}, {mode}) cannot take a replay exactly "
-                "once: a Parquet append has no transaction, replace-batch keys rows by the "
-                "stream's batch ids",
+                "once with a replay's own guard ids: it has no transaction to carry them (a "
+                "Parquet append), or it keys rows by the stream's batch ids (replace-batch)",
             )
 
 
@@ -344,14 +325,8 @@ def _as_raw(rows: DataFrame, spec: JobSpec) -> DataFrame:
         F.col("position").alias(POSITION),
         F.col("batch_id").alias(_BATCH),
     )
-    if isinstance(spec.source, KafkaSourceSpec):
-        frame = frame.select(
-            "*",
-            F.lit(None).cast("string").alias("kafka_key"),
-            F.col(SOURCE).alias("kafka_topic"),
-            F.col(PARTITION).alias("kafka_partition"),
-            F.col(POSITION).alias("kafka_offset"),
-            F.lit(None).cast("timestamp").alias("kafka_timestamp"),
-        )
-    assert isinstance(spec.source, FileSourceSpec | KafkaSourceSpec)  # noqa: S101
+    shape = kinds().source(spec.source.kind).replay_shape
+    if shape is not None:  # the columns the kind's raw stream adds (Kafka's coordinates)
+        shaped: DataFrame = load_reference(shape)(frame, spec.source)
+        return shaped
     return frame

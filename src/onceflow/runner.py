@@ -1,13 +1,15 @@
 """A job spec in, a running streaming query out.
 
-``start_query`` wires source -> transform -> ``foreachBatch(writer)`` with the job's
-checkpoint and trigger; ``run_job`` also builds the session and waits for the end.
+``start_query`` builds, once, everything a run needs: the job's outputs by their kinds, its
+quality stage, its guarantee policy, the batch pipeline (``onceflow.pipeline``) that
+``foreachBatch`` calls; it checks storage, takes the job's locks and claims the checkpoint,
+then starts the query. ``run_job`` also builds the session, reports every batch, and waits
+for the end.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,34 +18,26 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
-from onceflow.config import (
-    FileSourceSpec,
-    Guarantee,
-    JobSpec,
-    KafkaSourceSpec,
-    LoadedJob,
-    PostgresSinkSpec,
-    TriggerSpec,
-)
-from onceflow.contracts import BatchInstrument, BatchWriter, Sink
-from onceflow.errors import GuaranteeError, OnceflowError, SourceError, StorageError, first_line
+from onceflow.config import Guarantee, JobSpec, LoadedJob, TriggerSpec, kinds
+from onceflow.config.kinds import load_reference
+from onceflow.contracts import BatchInstrument, BatchReports, BatchWriter, Sink
+from onceflow.errors import GuaranteeError, OnceflowError, StorageError, first_line
 from onceflow.guarantees import (
-    BatchLedger,
+    BatchClaims,
     CheckpointLock,
-    WriterSettings,
     check_foreign_sinks,
     checkpoint_position,
     claim_checkpoint,
-    guarded_writer,
+    policy_for,
     resolve_app_id,
     table_lock,
 )
 from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
+from onceflow.pipeline import BatchPipeline
 from onceflow.quality import QualityStage
 from onceflow.session import build_session
-from onceflow.sinks import BatchSink, build_sink
-from onceflow.sources import describe_lost_offsets, read_stream
-from onceflow.sources.raw import read_raw_stream
+from onceflow.sinks.base import BatchSink, build_sink
+from onceflow.sources.read import read_raw_stream, read_stream
 from onceflow.storage import (
     check_storage,
     single_writer_tables,
@@ -54,11 +48,11 @@ from onceflow.transform import apply_transform
 
 __all__ = [
     "RunResult",
-    "apply_transform",
     "build_outputs",
-    "build_writer",
+    "build_pipeline",
     "run_job",
     "sink_row_counts",
+    "source_frame",
     "start_query",
     "storage_locations",
     "unwrap_streaming_error",
@@ -80,68 +74,71 @@ class RunResult:
     skipped_offsets: int = 0
 
 
-def build_writer(
-    spark: SparkSession,
-    spec: JobSpec,
-    outputs: Sequence[BatchSink] | None = None,
-    instrument: BatchInstrument | None = None,
-    lease: Callable[[], None] | None = None,
-) -> BatchWriter:
-    """The ``foreachBatch`` writer for ``spec``: its outputs wrapped in its guarantee.
-
-    ``outputs`` are the job's sinks and then its quarantine table (``spec.outputs``), built
-    once by the caller (built here when omitted). Resolves the checkpoint's app id and
-    refuses a fresh checkpoint against an output another checkpoint wrote (unless
-    ``on_foreign_sink: continue``), before any batch runs. ``lease`` is asked before every
-    sink write (the job's locks); ``instrument`` wraps the writer and the outputs from
-    outside (crash injection: prove and tests only).
-    """
-    outputs = list(outputs) if outputs is not None else build_outputs(spec)
-    identity = resolve_app_id(spark, spec.checkpoint)
-    check_foreign_sinks(spark, spec, identity, outputs)
-    sinks: list[Sink] = list(outputs[: len(spec.sinks)])
-    quarantine = outputs[len(spec.sinks) :]
-    if instrument is not None:
-        # the job's sinks: a crash "inside the write" of a one-sink job is inside that
-        # sink's write job, whether or not the batch also quarantines records
-        sinks = instrument.wrap_sinks(sinks)
-    settings = WriterSettings(
-        job=spec.name,
-        guarantee=spec.guarantee,
-        app_id=identity.app_id,
-        retries=spec.retries,
-        ledger=(
-            BatchLedger(spark, spec.checkpoint)
-            if spec.guarantee is Guarantee.AT_MOST_ONCE
-            else None
-        ),
-        quality=QualityStage.for_job(spec),
-        quarantine=quarantine[0] if quarantine else None,
-        replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
-        lease=lease,
-    )
-    writer = guarded_writer(sinks, settings)
-    return instrument.wrap_writer(writer) if instrument is not None else writer
-
-
 def build_outputs(spec: JobSpec) -> list[BatchSink]:
     """The job's sinks, then its quarantine table when it has one, each built once."""
     return [build_sink(spec, sink) for sink in spec.outputs]
 
 
-def source_frame(spark: SparkSession, spec: JobSpec) -> DataFrame:
+def build_pipeline(
+    spark: SparkSession,
+    spec: JobSpec,
+    outputs: Sequence[BatchSink] | None = None,
+    *,
+    reports: BatchReports | None = None,
+    stage: QualityStage | None = None,
+    instrument: BatchInstrument | None = None,
+    lease: Callable[[], None] | None = None,
+) -> BatchWriter:
+    """The ``foreachBatch`` writer for ``spec``: its batch pipeline.
+
+    ``outputs`` are the job's sinks and then its quarantine table (``build_outputs``), and
+    ``stage`` its quality stage, built once by the caller (here when omitted). Resolves the
+    checkpoint's app id and refuses a fresh checkpoint against an output another checkpoint
+    wrote (unless ``on_foreign_sink: continue``), before any batch runs. Each batch's report goes to
+    ``reports``; ``lease`` is asked before every write (the job's locks); ``instrument``
+    wraps the writer and the sinks from outside (crash injection: prove and tests only).
+    """
+    outputs = list(outputs) if outputs is not None else build_outputs(spec)
+    identity = resolve_app_id(spark, spec.checkpoint)
+    check_foreign_sinks(spark, spec, identity, outputs)
+    sinks: Sequence[Sink] = outputs[: len(spec.sinks)]
+    quarantine = outputs[len(spec.sinks) :]
+    if instrument is not None:
+        # the job's sinks: a crash "inside the write" of a one-sink job is inside that
+        # sink's write job, whether or not the batch also quarantines records
+        sinks = instrument.wrap_sinks(sinks)
+    claims = (
+        BatchClaims(spark, spec.checkpoint) if spec.guarantee is Guarantee.AT_MOST_ONCE else None
+    )
+    pipeline = BatchPipeline(
+        job=spec.name,
+        app_id=identity.app_id,
+        sinks=sinks,
+        policy=policy_for(spec.guarantee, claims),
+        reports=reports if reports is not None else BatchReports(),
+        stage=stage if stage is not None else QualityStage.for_job(spec),
+        quarantine=quarantine[0] if quarantine else None,
+        retries=spec.retries,
+        replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
+        lease=lease,
+    )
+    return instrument.wrap_writer(pipeline) if instrument is not None else pipeline
+
+
+def source_frame(
+    spark: SparkSession, spec: JobSpec, stage: QualityStage | None = None
+) -> DataFrame:
     """The streaming DataFrame ``foreachBatch`` receives: the source read raw when onceflow
     parses it, else typed; the transform applied here unless the quality stage applies it
-    (its ``where`` is then a rule, so that what it filters is counted)."""
-    stage = QualityStage.for_job(spec)
+    (its ``where`` is then a rule, so that what it filters is counted). ``stage`` is the
+    job's quality stage when the caller built it already."""
+    stage = stage if stage is not None else QualityStage.for_job(spec)
     if stage is None:
         return apply_transform(read_stream(spark, spec.source), spec.transform)
-    source = spec.source
     if spec.parses_raw:
-        assert isinstance(source, FileSourceSpec | KafkaSourceSpec)  # noqa: S101 - parses_raw
-        frame = read_raw_stream(spark, source)
+        frame = read_raw_stream(spark, spec.source)
     else:
-        frame = read_stream(spark, source)
+        frame = read_stream(spark, spec.source)
     stage.check_rules(spark.createDataFrame([], frame.schema))
     return frame
 
@@ -151,22 +148,24 @@ def start_query(
     spec: JobSpec,
     writer: BatchWriter | None = None,
     *,
+    reports: BatchReports | None = None,
     instrument: BatchInstrument | None = None,
     adopt_checkpoint: bool = False,
     on_lock_lost: Callable[[GuaranteeError], None] | None = None,
 ) -> StreamingQuery:
-    """Start the job's query; ``writer`` replaces the job's own (tests, the prove harness).
+    """Start the job's query; ``writer`` replaces the job's own pipeline (tests, prove).
 
     The storage of the checkpoint and of every output is checked first (an unreachable
     store or refused credentials stop the job here, naming the path). Then the checkpoint's
-    lock is taken, and on S3 one lock per Delta output (Delta's single-driver rule there);
-    the checkpoint must be this job's (``claim_checkpoint``; ``adopt_checkpoint`` takes
-    over another's on purpose); a checkpoint on S3 gets Spark's abortable-stream checkpoint
-    file manager. All of it is released or restored when the query ends, however it ends.
+    lock is taken, and on S3 one lock per single-writer table; the checkpoint must be this
+    job's (``claim_checkpoint``; ``adopt_checkpoint`` takes over another's on purpose); a
+    checkpoint on S3 gets Spark's abortable-stream checkpoint file manager. All of it is
+    released or restored when the query ends, however it ends.
 
-    A lock lost while the query runs (taken over after this process froze past its stale
-    window, or not renewable) stops the batch writer before its next sink write and then
-    the query; ``on_lock_lost`` hears of it first (by default it is logged).
+    Each batch's report goes to ``reports`` (a new one when omitted). A lock lost while the
+    query runs (taken over after this process froze past its stale window, or not
+    renewable) stops the pipeline before its next write and then the query;
+    ``on_lock_lost`` hears of it first (it is logged in any case).
     """
     check_storage(spark, spec.name, storage_locations(spec))
     outputs = build_outputs(spec)
@@ -198,8 +197,17 @@ def start_query(
             for lock in held:
                 lock.check()
 
-        frame = source_frame(spark, spec)
-        writer = writer or build_writer(spark, spec, outputs, instrument, lease)
+        stage = QualityStage.for_job(spec)  # once, for the stream and the pipeline
+        frame = source_frame(spark, spec, stage)
+        writer = writer or build_pipeline(
+            spark,
+            spec,
+            outputs,
+            reports=reports,
+            stage=stage,
+            instrument=instrument,
+            lease=lease,
+        )
         stream = (
             frame.writeStream.queryName(spec.name)
             .option("checkpointLocation", spec.checkpoint)
@@ -221,9 +229,10 @@ def start_query(
 
 def storage_locations(spec: JobSpec) -> dict[str, str]:
     """Role -> path of everything the job writes on a file system: its checkpoint and its
-    file sinks (a database sink is checked by logging in, ``BatchSink.check``)."""
+    file-backed outputs (a database sink is checked by logging in, ``BatchSink.check``)."""
+    registry = kinds()
     return {"checkpoint": spec.checkpoint} | {
-        f"sink '{s.name}'": s.path for s in spec.outputs if not isinstance(s, PostgresSinkSpec)
+        f"sink '{s.name}'": s.location for s in spec.outputs if registry.sink(s.kind).file_backed
     }
 
 
@@ -285,12 +294,15 @@ def run_job(
             GUARANTEE_LOCK_LOST when the job lost its lock, whatever else the query saw.
     """
     spark = build_session(loaded.spec)
-    listener = ProgressLogger(loaded.spec.name, MetricsFile(spark, loaded.spec.checkpoint))
+    reports = BatchReports()
+    metrics = MetricsFile(spark, loaded.spec.checkpoint)
+    listener = ProgressLogger(loaded.spec.name, reports, metrics)
     spark.streams.addListener(listener)
     lock_lost: list[GuaranteeError] = []
     query = start_query(
         spark,
         loaded.spec,
+        reports=reports,
         instrument=instrument,
         adopt_checkpoint=adopt_checkpoint,
         on_lock_lost=lock_lost.append,
@@ -313,7 +325,7 @@ def run_job(
         spark.streams.removeListener(listener)
     progress = query.recentProgress
     rows = sum(int(p.numInputRows) for p in progress)
-    if QualityStage.for_job(loaded.spec) is not None and heard_the_end:
+    if loaded.spec.judges_records and heard_the_end:
         rows = listener.records  # Spark counts a raw file source's files, not its records
     return RunResult(
         master=spark.sparkContext.master or "?",
@@ -331,8 +343,7 @@ def unwrap_streaming_error(
 
     - the onceflow error raised inside ``foreachBatch`` (Spark wraps it in a
       StreamingQueryException; the original is on the ``__cause__`` chain);
-    - a Kafka authentication failure as SOURCE_AUTH_FAILED naming the listener;
-    - Kafka data loss as SOURCE_DATA_LOSS with the partitions and offsets Spark reported;
+    - what the source's kind names better (Kafka: a refused login, records gone);
     - storage that became unreachable or refused access mid-run as STORAGE_FAILED;
     - else ``exc`` itself.
     """
@@ -342,31 +353,21 @@ def unwrap_streaming_error(
             return seen
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if isinstance(spec.source, KafkaSourceSpec):
-        source = f"kafka at {spec.source.options['kafka.bootstrap.servers']}"
-        auth = _KAFKA_AUTH_FAILURE.search(text)
-        if auth is not None:
-            return SourceError("SOURCE_AUTH_FAILED", job=spec.name, source=source, cause=auth[0])
-        if "failOnDataLoss" in text or "data may have been lost" in text:
-            spark = spark or SparkSession.getActiveSession()
-            lost = (
-                describe_lost_offsets(spark, spec.source, text)
-                if spark is not None
-                else "Spark did not name the partitions"
-            )
-            return SourceError("SOURCE_DATA_LOSS", job=spec.name, source=source, lost=lost)
+    explain = kinds().source(spec.source.kind).failure
+    if explain is not None:
+        named: OnceflowError | None = load_reference(explain)(spark, spec.source, spec.name, text)
+        if named is not None:
+            return named
     failure = storage_failure(text)
     if failure is not None:
         return StorageError("STORAGE_FAILED", job=spec.name, cause=failure[1])
     return exc
 
 
-_KAFKA_AUTH_FAILURE = re.compile(r"Authentication failed[^\n]*?(?= SQLSTATE|\s+at |\n|$)")
-
-
 def sink_row_counts(spec: JobSpec) -> list[tuple[str, str, int]]:
     """``(name, path, rows)`` for each sink, read back from storage after a run."""
     spark = build_session(spec)
     return [
-        (sink.name, sink.path, build_sink(spec, sink).read(spark).count()) for sink in spec.sinks
+        (sink.name, sink.location, build_sink(spec, sink).read(spark).count())
+        for sink in spec.sinks
     ]

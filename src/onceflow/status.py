@@ -29,10 +29,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import FileSourceSpec, Guarantee, JobSpec, KafkaSourceSpec, SinkSpec
-from onceflow.files import CheckpointFiles
+from onceflow.config import Guarantee, JobSpec, SinkSpec, kinds
+from onceflow.config.kinds import load_reference
 from onceflow.guarantees import (
-    BatchLedger,
+    BatchClaims,
     CheckpointPosition,
     checkpoint_position,
     job_identity,
@@ -41,8 +41,7 @@ from onceflow.guarantees import (
 )
 from onceflow.guarantees.identity import differences_from
 from onceflow.observe import read_metrics
-from onceflow.sinks import build_sink
-from onceflow.sources import latest_offsets
+from onceflow.sinks.base import build_sink
 
 __all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
 
@@ -79,7 +78,7 @@ class JobStatus:
     app_id: str | None
     last_committed: int | None
     in_flight: int | None
-    ledger_last: int | None  # at-most-once: the highest batch id claimed in its ledger
+    claimed_last: int | None  # at-most-once: the highest batch id claimed
     source_lag: dict[str, Any] | None
     last_batch: dict[str, Any] | None  # the metrics file's newest line
     # Kafka offsets skipped as gone (failOnDataLoss: false), over the kept metrics lines
@@ -99,13 +98,13 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
     """Read the job's checkpoint, sinks and metrics; nothing is written."""
     app_id = read_app_id(spark, spec.checkpoint)
     position = checkpoint_position(spark, spec.checkpoint)
-    ledger_last = None
+    claimed_last = None
     if spec.guarantee is Guarantee.AT_MOST_ONCE:
-        ledger_last = max(BatchLedger(spark, spec.checkpoint).recorded(), default=None)
+        claimed_last = max(BatchClaims(spark, spec.checkpoint).claimed(), default=None)
     sinks = [_sink_status(spark, spec, sink, app_id, position) for sink in spec.outputs]
-    # every kept line only where offsets can be skipped: a Kafka source
-    kafka = isinstance(spec.source, KafkaSourceSpec)
-    metrics = read_metrics(spark, spec.checkpoint, last=None if kafka else 1)
+    # every kept line only where offsets can be skipped (a Kafka source's failOnDataLoss)
+    skips = "failOnDataLoss" in type(spec.source).model_fields
+    metrics = read_metrics(spark, spec.checkpoint, last=None if skips else 1)
     last_line = metrics[-1] if metrics else None
     problems = [f"sink '{s.name}': {s.verdict}" for s in sinks if s.problem]
     recorded = read_identity(spark, spec.checkpoint)
@@ -124,7 +123,7 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
         app_id=app_id,
         last_committed=position.last_committed,
         in_flight=position.in_flight,
-        ledger_last=ledger_last,
+        claimed_last=claimed_last,
         source_lag=_source_lag(spark, spec, position, last_line),
         last_batch=last_line,
         skipped_offsets=_skipped(metrics),
@@ -157,7 +156,7 @@ def _sink_status(
     others = {a: b for a, b in (marks or {}).items() if a != app_id}
     last = (marks or {}).get(app_id) if app_id else None
     quarantine = spec.quarantine_sink()
-    sparse = quarantine is not None and sink_spec.path == quarantine.path
+    sparse = quarantine is not None and sink_spec.location == quarantine.location
     verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position, sparse)
     return SinkStatus(
         name=sink.name,
@@ -231,7 +230,7 @@ def sink_verdict(
 
 def _replay_effect(guarantee: Guarantee) -> str:
     if guarantee is Guarantee.AT_MOST_ONCE:
-        return "its replay is skipped by the at-most-once ledger"
+        return "its replay is skipped by the at-most-once claim"
     if guarantee is Guarantee.EXACTLY_ONCE:
         return "its replay skips this sink (the batch id guards it)"
     return "its replay writes it again (at-least-once: duplicates)"
@@ -243,55 +242,19 @@ def _source_lag(
     position: CheckpointPosition,
     last_line: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """How much of the source the job has not read, counted now where it can be: files
-    its file source has not listed, Kafka offsets past those of the last planned batch
-    (asked of the broker); else what the last batch's metrics line said, with its batch."""
-    if isinstance(spec.source, FileSourceSpec):
-        return {"files": _unread_files(spark, spec.source.path, spec.checkpoint), "as_of": "now"}
-    if isinstance(spec.source, KafkaSourceSpec) and position.last_planned is not None:
-        behind = _kafka_offsets_behind(spark, spec.source, spec.checkpoint, position.last_planned)
-        if behind is not None:
-            return {"offsets": behind, "as_of": "now"}
+    """How much of the source the job has not read, counted now where its kind can (files
+    its file source has not listed, Kafka offsets past the last planned batch), else what
+    the last batch's metrics line said, with its batch."""
+    probe = kinds().source(spec.source.kind).lag
+    if probe is not None:
+        now: dict[str, Any] | None = load_reference(probe)(
+            spark, spec.source, spec.checkpoint, position.last_planned
+        )
+        if now is not None:
+            return now
     if last_line and last_line.get("source_lag"):
         return dict(last_line["source_lag"]) | {"as_of": f"batch {last_line['batch_id']}"}
     return None
-
-
-def _kafka_offsets_behind(
-    spark: SparkSession, source: KafkaSourceSpec, checkpoint: str, batch_id: int
-) -> int | None:
-    """The broker's latest offsets minus the end offsets Spark planned for ``batch_id``
-    (``offsets/<batch>``: a version line, a metadata line, then one line per source);
-    None when the broker does not answer."""
-    text = CheckpointFiles(spark, checkpoint.rstrip("/") + "/offsets").read(str(batch_id))
-    lines = (text or "").splitlines()
-    if len(lines) < 3 or not lines[2].startswith("{"):
-        return None
-    planned = {
-        (topic, int(partition)): int(offset)
-        for topic, partitions in json.loads(lines[2]).items()
-        for partition, offset in partitions.items()
-    }
-    latest = latest_offsets(spark, source, list(planned))
-    if not latest:
-        return None
-    return sum(max(0, latest[key] - planned[key]) for key in planned if key in latest)
-
-
-def _unread_files(spark: SparkSession, folder: str, checkpoint: str) -> int:
-    """Data files in ``folder`` that the file source's log (``sources/0``) has not listed."""
-    present = {
-        name for name in CheckpointFiles(spark, folder).names() if not name.startswith(("_", "."))
-    }
-    log = CheckpointFiles(spark, checkpoint.rstrip("/") + "/sources/0")
-    seen: set[str] = set()
-    for entry in log.names():
-        if entry.startswith("."):
-            continue
-        for line in (log.read(entry) or "").splitlines()[1:]:  # the first line is "v1"
-            path = json.loads(line).get("path", "")
-            seen.add(path.rstrip("/").rsplit("/", 1)[-1])
-    return len(present - seen)
 
 
 def render_status(status: JobStatus) -> str:
@@ -312,8 +275,8 @@ def render_status(status: JobStatus) -> str:
         )
     else:
         lines.append("  in flight       none")
-    if status.ledger_last is not None:
-        lines.append(f"  ledger          batch {status.ledger_last} claimed last (at-most-once)")
+    if status.claimed_last is not None:
+        lines.append(f"  claimed         batch {status.claimed_last} last (at-most-once)")
     lag = status.source_lag
     if lag:
         amounts = ", ".join(f"{v:,} {k}" for k, v in lag.items() if k != "as_of")

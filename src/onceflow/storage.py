@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import JobSpec
+from onceflow.config import JobSpec, kinds
 from onceflow.errors import StorageError
 from onceflow.files import CheckpointFiles
 
@@ -96,7 +96,8 @@ def check_storage(spark: SparkSession, job: str, locations: Mapping[str, str]) -
 
 
 def onceflow_state(checkpoint: str) -> str:
-    """Where onceflow keeps its own state for a checkpoint: app id, ledger, lock, metrics."""
+    """Where onceflow keeps its own state for a checkpoint: app id, identity, at-most-once
+    claims, replay intents, lock, metrics."""
     return checkpoint.rstrip("/") + "/onceflow"
 
 
@@ -104,7 +105,8 @@ def onceflow_state(checkpoint: str) -> str:
 
 
 def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
-    """The job's Delta sinks on S3 that one driver at a time may write.
+    """The job's outputs on S3 that one driver at a time may write (their kinds say so:
+    Delta tables).
 
     Delta's default LogStore for ``s3a://`` (S3SingleDriverLogStore) cannot stop two
     drivers from writing the same commit; a multi-writer LogStore (S3DynamoDBLogStore) can,
@@ -112,7 +114,12 @@ def single_writer_tables(spark: SparkSession, spec: JobSpec) -> list[str]:
     """
     if _MULTI_WRITER_LOG_STORE.search(" ".join(_log_store_settings(spark))):
         return []
-    return [s.path for s in spec.outputs if s.kind == "delta" and _on_s3a(s.path)]
+    registry = kinds()
+    return [
+        s.location
+        for s in spec.outputs
+        if registry.sink(s.kind).single_writer_on_s3 and _on_s3a(s.location)
+    ]
 
 
 def _log_store_settings(spark: SparkSession) -> list[str]:

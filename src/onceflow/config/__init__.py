@@ -1,64 +1,54 @@
-"""Job configuration: YAML files in, a frozen ``JobSpec`` out. Never imports Spark."""
+"""Job configuration: YAML files in, a frozen ``JobSpec`` out. Never imports Spark.
+
+The kinds of sources and sinks a job may name are declared by their own modules and
+collected by ``kinds()`` (``onceflow.config.kinds``); a job's ``source`` and ``sinks`` are
+validated against their specs.
+"""
 
 from __future__ import annotations
 
-from onceflow.config.loader import LoadedJob, is_uri, join_path, load_job
-from onceflow.config.models import (
-    MODE_OF_STRATEGY,
-    STRATEGY_OF_MODE,
-    DeltaSinkSpec,
-    DeltaSourceSpec,
-    FileFormat,
-    FileSourceSpec,
-    Guarantee,
+from onceflow.config.common import Model
+from onceflow.config.connections import PostgresConnection
+from onceflow.config.job import (
     JobSpec,
-    KafkaSourceSpec,
-    KafkaValueFormat,
     LockSettings,
-    MatchedClause,
-    MergeSpec,
-    NotMatchedClause,
-    ParquetSinkSpec,
-    PostgresConnection,
-    PostgresSinkSpec,
-    QualityParser,
-    QualitySpec,
-    RuleAction,
-    RuleSpec,
-    SinkSpec,
-    SourceSpec,
     SparkSettings,
     StorageSettings,
-    Strategy,
     TransformSpec,
     TriggerSpec,
+    job_model,
+)
+from onceflow.config.kinds import Kinds, RawFormat, SinkKind, SourceKind, kinds
+from onceflow.config.loader import LoadedJob, is_uri, join_path, load_job
+from onceflow.config.modes import (
+    MODE_OF_STRATEGY,
+    STRATEGY_OF_MODE,
+    Guarantee,
+    Strategy,
     WriteMode,
 )
+from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
+from onceflow.config.specs import FileSinkSpec, SinkSpec, SourceSpec
 
 __all__ = [
     "MODE_OF_STRATEGY",
     "STRATEGY_OF_MODE",
-    "DeltaSinkSpec",
-    "DeltaSourceSpec",
-    "FileFormat",
-    "FileSourceSpec",
+    "FileSinkSpec",
     "Guarantee",
     "JobSpec",
-    "KafkaSourceSpec",
-    "KafkaValueFormat",
+    "Kinds",
     "LoadedJob",
     "LockSettings",
-    "MatchedClause",
-    "MergeSpec",
-    "NotMatchedClause",
-    "ParquetSinkSpec",
+    "Model",
     "PostgresConnection",
-    "PostgresSinkSpec",
     "QualityParser",
     "QualitySpec",
+    "RawFormat",
     "RuleAction",
     "RuleSpec",
+    "SinkKind",
     "SinkSpec",
+    "SourceKind",
     "SourceSpec",
     "SparkSettings",
     "StorageSettings",
@@ -67,6 +57,8 @@ __all__ = [
     "TriggerSpec",
     "WriteMode",
     "is_uri",
+    "job_model",
     "join_path",
+    "kinds",
     "load_job",
 ]

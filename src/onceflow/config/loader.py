@@ -23,10 +23,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from onceflow.config.common import JOB_NAME_PATTERN
 from onceflow.config.documents import Document, KeyPath, load_document
 from onceflow.config.interpolation import interpolate_env
+from onceflow.config.job import JobSpec, job_model
 from onceflow.config.layering import apply_override, merge_documents
-from onceflow.config.models import JOB_NAME_PATTERN, JobSpec
 from onceflow.config.rules import check_guarantee_rules
 from onceflow.config.secrets import check_secret_literals, is_secret_key
 from onceflow.config.validation import to_config_errors
@@ -124,10 +125,11 @@ def load_job(
     sensitive = interpolate_env(merged, os.environ if environ is None else environ)
     _resolve_paths(merged.data, project_dir)
 
+    model = job_model()  # source and sinks typed by every registered kind
     try:
-        spec = JobSpec.model_validate(merged.data)
+        spec = model.model_validate(merged.data)
     except ValidationError as exc:
-        _raise_all(to_config_errors(exc, JobSpec, merged, sensitive))
+        _raise_all(to_config_errors(exc, model, merged, sensitive))
     _raise_all(check_guarantee_rules(spec, merged))
     return LoadedJob(
         spec=spec,

@@ -1,23 +1,16 @@
 """Combinations that cannot keep their promise, refused before Spark starts.
 
 Field-level validation (types, required keys) is the models' job; these rules look across
-fields: the job's guarantee against each sink's kind and write mode.
+fields: the job's guarantee against each sink's kind and write mode, what each kind itself
+refuses (its declaration's ``rules``), and outputs that would share a folder.
 """
 
 from __future__ import annotations
 
-from difflib import get_close_matches
-
 from onceflow.config.documents import Document, KeyPath, format_key_path
-from onceflow.config.models import (
-    DeltaSinkSpec,
-    Guarantee,
-    JobSpec,
-    KafkaSourceSpec,
-    ParquetSinkSpec,
-    PostgresSinkSpec,
-    WriteMode,
-)
+from onceflow.config.job import JobSpec
+from onceflow.config.kinds import kinds
+from onceflow.config.modes import Guarantee
 from onceflow.errors import ConfigError
 
 __all__ = ["check_guarantee_rules"]
@@ -33,96 +26,63 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
                 f"a strategy is only read with guarantee: exactly-once, not {spec.guarantee.value}",
             )
         )
+    source = kinds().source(spec.source.kind)
+    problems += [(("source", *key), why) for key, why in source.rules(spec.source, spec)]
     for index, sink in enumerate(spec.sinks):
-        mode = spec.mode_of(sink)
-        at: KeyPath = ("sinks", index)
-        if isinstance(sink, PostgresSinkSpec):
-            problems += _postgres_problems(spec, sink, mode, at)
-            continue
-        if mode is WriteMode.UPSERT:
-            problems.append(((*at, "mode"), "upsert is a database mode; Delta has mode: merge"))
-        if mode is WriteMode.MERGE and isinstance(sink, ParquetSinkSpec):
-            problems.append(((*at, "mode"), "Parquet files have no MERGE; use a Delta sink"))
-        elif mode is WriteMode.MERGE and isinstance(sink, DeltaSinkSpec) and sink.merge is None:
-            problems.append(
-                (at, "a MERGE needs keys: add merge: {keys: [...]} to say which rows match")
-            )
-        merge = sink.merge if isinstance(sink, DeltaSinkSpec) else None
-        if merge is not None and "quarantine" in (merge.on_null_key, merge.on_duplicate_key):
-            if sink.query:
-                problems.append(
-                    (
-                        (*at, "merge"),
-                        "rows can be quarantined by key only when the sink has no query: the "
-                        "keys must be columns of the parsed record; use fail instead",
-                    )
-                )
-        if mode is not WriteMode.MERGE and isinstance(sink, DeltaSinkSpec) and sink.merge:
-            problems.append(((*at, "merge"), f"merge: is only read with mode: merge, not {mode}"))
-        if (
-            spec.guarantee is Guarantee.EXACTLY_ONCE
-            and isinstance(sink, ParquetSinkSpec)
-            and mode is WriteMode.APPEND
-        ):
-            problems.append(
-                (
-                    at,
-                    "exactly-once cannot guard a Parquet append: Parquet has no transaction "
-                    "to carry the batch id, so a replay appends again. Use mode: replace-batch "
-                    "or a Delta sink",
-                )
-            )
-    problems += _record_loss_problems(spec)
+        problems += [((("sinks", index, *key)), why) for key, why in _sink_problems(spec, sink)]
     problems += _overlapping_outputs(spec)
     return [_refusal(document, path, why) for path, why in problems]
 
 
-def _record_loss_problems(spec: JobSpec) -> list[tuple[KeyPath, str]]:
-    """``failOnDataLoss: false`` lets Spark skip offsets that retention deleted before the
-    job read them: those records are lost. Only at-most-once allows that without saying so."""
-    source = spec.source
-    if not isinstance(source, KafkaSourceSpec):
-        return []
-    if source.accept_record_loss and source.failOnDataLoss:
-        return [
-            (
-                ("source", "accept_record_loss"),
-                "accept_record_loss is only read with failOnDataLoss: false",
-            )
-        ]
-    if source.failOnDataLoss or source.accept_record_loss:
-        return []
-    if spec.guarantee is Guarantee.AT_MOST_ONCE:
-        return []
-    return [
-        (
-            ("source", "failOnDataLoss"),
-            f"failOnDataLoss: false lets Spark skip records that Kafka's retention deleted "
-            f"before the job read them, so they are lost, which {spec.guarantee.value} "
-            "promises never to do. Keep failOnDataLoss: true (the job stops and names the "
-            "lost offsets), or set accept_record_loss: true beside it to accept the loss",
-        )
-    ]
+def _sink_problems(spec: JobSpec, sink: object) -> list[tuple[KeyPath, str]]:
+    """What the sink's kind cannot do here: the mode, exactly-once in that mode, its own
+    rules. Keys are under the sink (``("mode",)``; ``()`` for the sink as a whole)."""
+    from onceflow.config.specs import SinkSpec
+
+    assert isinstance(sink, SinkSpec)  # noqa: S101 - JobSpec.sinks holds them
+    kind = kinds().sink(sink.kind)
+    mode = spec.mode_of(sink)
+    title = kind.title or kind.name
+    if mode not in kind.modes:
+        modes = ", ".join(sorted(m.value for m in kind.modes))
+        hint = f"; {kind.mode_hint}" if kind.mode_hint else ""
+        return [(("mode",), f"a {title} sink writes by {modes}, not {mode}{hint}")]
+    problems: list[tuple[KeyPath, str]] = []
+    if spec.guarantee is Guarantee.EXACTLY_ONCE and mode not in kind.guarded_modes:
+        hint = f": {kind.guard_hint}" if kind.guard_hint else ""
+        problems.append(((), f"exactly-once cannot guard a {title} {mode}{hint}"))
+    return problems + kind.rules(sink, spec)
 
 
 def _overlapping_outputs(spec: JobSpec) -> list[tuple[KeyPath, str]]:
-    """Two outputs in one folder mix their files: a Delta log inside another table, a
-    quarantine appended into a sink, a checkpoint inside a table that a replace-batch or
-    a VACUUM rewrites. Every pair of the checkpoint, the file sinks and the quarantine
-    must be apart: neither the same path nor one inside the other."""
+    """Two outputs in one place mix their data: a Delta log inside another table, a
+    quarantine appended into a sink, a checkpoint inside a table that a replace-batch or a
+    VACUUM rewrites. Every pair of the checkpoint, the file sinks and the quarantine must be
+    apart: neither the same path nor one inside the other; two sinks of any kind may not
+    write the same place."""
     places: list[tuple[KeyPath, str, str]] = [(("checkpoint",), "the checkpoint", spec.checkpoint)]
+    problems: list[tuple[KeyPath, str]] = []
+    written: dict[str, str] = {}
     for index, sink in enumerate(spec.sinks):
-        if not isinstance(sink, PostgresSinkSpec):
-            places.append((("sinks", index, "path"), f"sink '{sink.name}'", sink.path))
+        where = sink.location
+        if where in written:
+            problems.append(
+                (("sinks", index), f"sink '{sink.name}' writes {where} as sink '{written[where]}' "
+                 "does: give each its own place")
+            )  # fmt: skip
+        written.setdefault(where, sink.name)
+        if kinds().sink(sink.kind).file_backed:
+            places.append((("sinks", index, "path"), f"sink '{sink.name}'", where))
     quarantine = spec.quarantine_sink()
     if quarantine is not None:
-        places.append((("quality", "quarantine"), "the quarantine table", quarantine.path))
-    problems: list[tuple[KeyPath, str]] = []
+        places.append((("quality", "quarantine"), "the quarantine table", quarantine.location))
     for later, place in enumerate(places):
         for earlier in places[:later]:
             # the key reported is the inner one (of the same folder, the later one)
             inner, outer = (earlier, place) if _inside(earlier[2], place[2]) else (place, earlier)
             if inner[2].rstrip("/") == outer[2].rstrip("/"):
+                if inner[1].startswith("sink") and outer[1].startswith("sink"):
+                    continue  # said above, as two sinks in one place
                 relation = "in the same folder as"
             elif _inside(inner[2], outer[2]):
                 relation = "inside"
@@ -138,29 +98,6 @@ def _overlapping_outputs(spec: JobSpec) -> list[tuple[KeyPath, str]]:
 def _inside(path: str, folder: str) -> bool:
     """True when ``path`` lies strictly inside ``folder``."""
     return path.rstrip("/").startswith(folder.rstrip("/") + "/")
-
-
-def _postgres_problems(
-    spec: JobSpec, sink: PostgresSinkSpec, mode: WriteMode, at: KeyPath
-) -> list[tuple[KeyPath, str]]:
-    problems: list[tuple[KeyPath, str]] = []
-    if sink.connection not in spec.connections:
-        known = sorted(spec.connections)
-        near = get_close_matches(sink.connection, known, n=1)
-        hint = f"did you mean '{near[0]}'?" if near else f"known: {', '.join(known) or 'none'}"
-        problems.append(
-            ((*at, "connection"), f"no connection '{sink.connection}' under connections: {hint}")
-        )
-    if mode not in (WriteMode.APPEND, WriteMode.UPSERT):
-        problems.append(((*at, "mode"), f"a PostgreSQL sink appends or upserts, not {mode}"))
-    if mode is WriteMode.UPSERT and not sink.keys:
-        problems.append((at, "an upsert needs keys: add keys: [...] (its ON CONFLICT target)"))
-    if sink.update and mode is not WriteMode.UPSERT:
-        problems.append(((*at, "update"), f"update: is only read with mode: upsert, not {mode}"))
-    clashing = sorted(set(sink.update) & set(sink.keys))
-    if clashing:
-        problems.append(((*at, "update"), f"keys cannot be updated: {', '.join(clashing)}"))
-    return problems
 
 
 def _refusal(document: Document, path: KeyPath, why: str) -> ConfigError:

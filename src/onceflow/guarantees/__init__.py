@@ -1,31 +1,35 @@
-"""Delivery guarantees: policies that wrap a job's sinks into one ``foreachBatch`` writer,
-the app id, identity, claims and locks they rest on, and the foreign-sink check.
+"""Delivery guarantees: the policies that decide how a job's writes are guarded, and what
+they rest on: the app id, the job's identity, at-most-once's claims, the locks, the
+position of the checkpoint, the intents of side paths, conflict retries, and the
+foreign-sink check.
 """
 
 from __future__ import annotations
 
 from onceflow.guarantees.app_id import AppIdentity, onceflow_state, read_app_id, resolve_app_id
-from onceflow.guarantees.foreign import check_foreign_sinks, delta_app_ids
+from onceflow.guarantees.claims import BatchClaims
+from onceflow.guarantees.foreign import check_foreign_sinks
 from onceflow.guarantees.identity import claim_checkpoint, job_identity, read_identity
-from onceflow.guarantees.ledger import BatchLedger
+from onceflow.guarantees.intents import Intent, ReplayIntents
 from onceflow.guarantees.lock import CheckpointLock, table_lock
-from onceflow.guarantees.policies import WriterSettings, guarded_writer
+from onceflow.guarantees.policies import WritePolicy, policy_for
 from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
 
 __all__ = [
     "AppIdentity",
-    "BatchLedger",
+    "BatchClaims",
     "CheckpointLock",
     "CheckpointPosition",
-    "WriterSettings",
+    "Intent",
+    "ReplayIntents",
+    "WritePolicy",
     "check_foreign_sinks",
     "checkpoint_position",
     "claim_checkpoint",
-    "delta_app_ids",
-    "guarded_writer",
     "job_identity",
     "onceflow_state",
+    "policy_for",
     "read_app_id",
     "read_identity",
     "resolve_app_id",

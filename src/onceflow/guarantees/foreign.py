@@ -6,7 +6,7 @@ the app id been kept, Delta silently skipping new batches (exactly-once). Either
 user almost certainly pointed the job at the wrong checkpoint, so it is an error unless the
 job says ``on_foreign_sink: continue``.
 
-Sinks are recognised by the app ids in their batch marks (``BatchSink.foreign_writers``):
+Sinks are recognised by the app ids in their batch marks (``foreign_writers``):
 for Delta the ``txn`` actions (exactly-once writes) and the commit markers (every onceflow
 write), for PostgreSQL the ledger, for Parquet its marks files (and any data without marks
 counts as foreign).
@@ -16,26 +16,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from pyspark.sql import SparkSession
 
 from onceflow.config import JobSpec
 from onceflow.errors import GuaranteeError
 from onceflow.guarantees.app_id import AppIdentity
-from onceflow.sinks import BatchSink, delta_batch_marks
 
-__all__ = ["check_foreign_sinks", "delta_app_ids"]
+__all__ = ["ForeignWriters", "check_foreign_sinks"]
 
 _log = logging.getLogger("onceflow.guarantees")
 
 
-def delta_app_ids(spark: SparkSession, path: str) -> set[str]:
-    """Every app id that wrote the Delta table at ``path`` (empty if there is no table)."""
-    return set(delta_batch_marks(spark, path))
+class ForeignWriters(Protocol):
+    """An output that can say which other app ids wrote it (``BatchSink``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    def foreign_writers(self, spark: SparkSession, app_id: str) -> set[str]: ...
 
 
 def check_foreign_sinks(
-    spark: SparkSession, spec: JobSpec, identity: AppIdentity, outputs: Sequence[BatchSink]
+    spark: SparkSession,
+    spec: JobSpec,
+    identity: AppIdentity,
+    outputs: Sequence[ForeignWriters],
 ) -> None:
     """Raise GUARANTEE_FOREIGN_SINK if the checkpoint is new and an output was written
     before by another. With ``on_foreign_sink: continue`` it is logged as a warning."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from onceflow.config import DeltaSourceSpec, FileSourceSpec, JobSpec, KafkaSourceSpec
+from onceflow.config import JobSpec
 from onceflow.errors import GuaranteeError
 from onceflow.files import CheckpointFiles
 from onceflow.storage import onceflow_state
@@ -34,19 +34,11 @@ _log = logging.getLogger("onceflow.guarantees")
 
 def job_identity(spec: JobSpec) -> dict[str, Any]:
     """What a checkpoint must keep belonging to: job name, source, sinks."""
-    source = spec.source
-    if isinstance(source, FileSourceSpec | DeltaSourceSpec):
-        location = source.path
-    else:
-        assert isinstance(source, KafkaSourceSpec)  # noqa: S101 - the models are closed
-        chosen = {"subscribe": source.subscribe, "subscribePattern": source.subscribePattern,
-                  "assign": source.assign}  # fmt: skip
-        location = next(f"{k}={v}" for k, v in chosen.items() if v is not None)
     return {
         "job": spec.name,
-        "source": {"kind": source.kind, "location": location},
+        "source": {"kind": spec.source.kind, "location": spec.source.location},
         "sinks": sorted(
-            ({"name": s.name, "kind": s.kind, "location": s.path} for s in spec.sinks),
+            ({"name": s.name, "kind": s.kind, "location": s.location} for s in spec.sinks),
             key=lambda sink: sink["name"],
         ),
     }

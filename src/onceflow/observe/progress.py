@@ -25,7 +25,7 @@ from pyspark.sql.streaming.listener import (
     StreamingQueryListener,
 )
 
-from onceflow.contracts import pop_batch_notes
+from onceflow.contracts import BatchReports
 from onceflow.observe.metrics import MetricsFile
 
 __all__ = ["ProgressLogger", "batch_summary", "skipped_offsets", "source_lag"]
@@ -133,16 +133,17 @@ def _count_records(summary: dict[str, Any], records: int) -> None:
 
 
 class ProgressLogger(StreamingQueryListener):
-    """For every batch of the queries named ``job``: ``batch_summary`` and the notes its
-    writer left (``guarantee``, ``quality``), as one JSON line to the ``onceflow.progress``
-    logger and, given a ``MetricsFile``, to the job's metrics file.
+    """For every batch of the queries named ``job``: ``batch_summary`` and the report the
+    batch pipeline left in ``reports`` (``guarantee``, ``quality``), as one JSON line to the
+    ``onceflow.progress`` logger and, given a ``MetricsFile``, to the job's metrics file.
 
     The log record carries the line as ``record.summary`` too, for a handler that shows it
     another way (``onceflow.observe.LiveProgress``).
     """
 
-    def __init__(self, job: str, metrics: MetricsFile | None = None) -> None:
+    def __init__(self, job: str, reports: BatchReports, metrics: MetricsFile | None = None) -> None:
         self._job = job
+        self._reports = reports
         self._metrics = metrics
         self.records = 0  # records the quality stage counted, over every batch
         self.terminated = threading.Event()  # set once the job's query has ended
@@ -154,7 +155,9 @@ class ProgressLogger(StreamingQueryListener):
         if event.progress.name != self._job:
             return
         summary = batch_summary(event.progress.json)
-        summary |= pop_batch_notes(self._job, int(summary["batch_id"]))
+        report = self._reports.take(int(summary["batch_id"]))
+        if report is not None:
+            summary |= report.as_line()
         quality = summary.get("quality")
         if isinstance(quality, dict):
             _count_records(summary, int(quality["input"]))

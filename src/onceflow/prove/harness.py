@@ -28,23 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onceflow.config import (
-    FileSourceSpec,
-    Guarantee,
-    JobSpec,
-    KafkaSourceSpec,
-    PostgresSinkSpec,
-    is_uri,
-    join_path,
-    load_job,
-)
+from onceflow.config import Guarantee, JobSpec, is_uri, join_path, kinds, load_job
+from onceflow.config.kinds import load_reference
 from onceflow.errors import ConfigError
 from onceflow.prove.crash import CrashPoint
-from onceflow.prove.produce import produce_payments
 from onceflow.prove.promises import PROMISES, promise_held
 from onceflow.prove.verify import Delivery, measure_delivery
-from onceflow.prove.workload import write_payment_files
-from onceflow.sinks import PostgresSink
+from onceflow.prove.workload import payments
 
 __all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveRunFailed", "ProveSettings", "prove"]
 
@@ -196,48 +186,37 @@ class _Scenario:
 
     # -- set-up -------------------------------------------------------------------------
     def _feed(self, spec: JobSpec) -> list[str]:
+        """Feed the workload to the job's source, through its kind, a batch's worth at a
+        time; the overrides that point the job at it."""
         s = self.settings
-        per_batch = max(1, s.records // s.batches)
-        if isinstance(spec.source, FileSourceSpec):
-            folder = self.root / "input"
-            write_payment_files(folder, s.records, s.batches, seed=s.seed)
-            return [f"source.path={folder}", "source.max_files_per_trigger=1"]
-        if isinstance(spec.source, KafkaSourceSpec):
-            from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-            bootstrap = spec.source.options["kafka.bootstrap.servers"]
-            topic = f"onceflow-prove-{self.name}-{int(time.time() * 1000)}".replace(":", "-")
-            admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-            admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[
-                topic
-            ].result(30)
-            produce_payments(bootstrap, topic, s.records, seed=s.seed)
-            return [
-                f"source.subscribe={topic}",
-                "source.subscribePattern=null",
-                "source.assign=null",
-                "source.startingOffsets=earliest",
-                f"source.maxOffsetsPerTrigger={per_batch}",
-            ]
-        raise ConfigError(
-            "CONFIG_UNSUPPORTED",
-            file=str(self.settings.job_file),
-            problem="onceflow prove feeds a files or kafka source; this job reads "
-            f"{spec.source.kind}",
-        )
+        feed = kinds().source(spec.source.kind).feed
+        if feed is None:
+            raise ConfigError(
+                "CONFIG_UNSUPPORTED",
+                file=str(self.settings.job_file),
+                problem=f"onceflow prove cannot feed a {spec.source.kind} source (its kind "
+                "declares no feed); it feeds files and kafka sources",
+            )
+        records = [p.as_record() for p in payments(s.records, seed=s.seed)]
+        per_batch, extra = divmod(len(records), s.batches)
+        batches, start = [], 0
+        for index in range(s.batches):
+            size = per_batch + (1 if index < extra else 0)
+            batches.append(records[start : start + size])
+            start += size
+        overrides: list[str] = load_reference(feed)(spec.source, batches, self.root)
+        return overrides
 
     def _own_tables(self, spec: JobSpec) -> list[str]:
-        """Database sinks get tables of their own per scenario (``<table>_<tag>``), dropped
-        first: scenarios run side by side against one server, and a rerun starts clean."""
+        """Sinks whose kind says so get a copy of their own per scenario (a database table
+        ``<table>_p<tag>``), emptied first: scenarios run side by side against one server,
+        and a rerun starts clean."""
         tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
-        overrides = []
-        for index, sink in enumerate(spec.sinks):
-            if isinstance(sink, PostgresSinkSpec):
-                table = f"{sink.table[:50]}_p{tag}"
-                mine = sink.model_copy(update={"table": table})
-                connection = spec.connections[sink.connection]
-                PostgresSink(spec.name, mine, spec.mode_of(sink), connection).drop()
-                overrides.append(f"sinks[{index}].table={table}")
+        overrides: list[str] = []
+        for sink in spec.sinks:
+            isolate = kinds().sink(sink.kind).isolate
+            if isolate is not None:
+                overrides += load_reference(isolate)(spec, sink, tag)
         return overrides
 
     # -- processes ----------------------------------------------------------------------

@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from onceflow.errors import SourceError
 from onceflow.prove.workload import payments
+from onceflow.sources.kafka.feed import produce_values
 
 __all__ = ["ProduceResult", "produce_payments"]
 
@@ -49,47 +48,15 @@ def produce_payments(
     Raises:
         SourceError: SOURCE_START_FAILED naming the topic when a record is refused.
     """
-    from confluent_kafka import Producer
-
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "linger.ms": 5,
-        "enable.idempotence": True,
-        "log_level": 3,
-        **(client or {}),
-    }
-    producer = Producer(config)
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
     started = time.monotonic()
-    for sent, payment in enumerate(
-        payments(count, seed=seed, accounts=accounts, first_id=first_id)
-    ):
-        if rate > 0:
-            ahead = started + sent / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(
-                    topic, key=payment.account, value=payment.to_json(), on_delivery=delivered
-                )
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(120)
-    seconds = time.monotonic() - started
-    if failures or remaining:
-        raise SourceError(
-            "SOURCE_START_FAILED",
-            job="produce",
-            source=f"kafka topic {topic}",
-            cause=f"{len(failures)} record(s) refused, {remaining} unsent; first: "
-            f"{failures[0] if failures else 'timeout'}",
-        )
-    return ProduceResult(count, seconds)
+    sent = produce_values(
+        bootstrap,
+        topic,
+        (
+            (payment.account, payment.to_json())
+            for payment in payments(count, seed=seed, accounts=accounts, first_id=first_id)
+        ),
+        rate=rate,
+        client=client,
+    )
+    return ProduceResult(sent, time.monotonic() - started)

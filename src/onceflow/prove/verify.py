@@ -1,8 +1,9 @@
 """The one definition of delivery: what reached a sink, against what was sent.
 
 Every guarantee test and ``onceflow prove`` count with it. It reads each output the way any
-reader would, never through onceflow's sink code: Delta and Parquet with plain
-``spark.read``, PostgreSQL through Spark's JDBC reader with the job's connection settings.
+reader would, never through onceflow's sink code: with plain ``spark.read`` of the data
+source the sink's kind names (Delta, Parquet), a database table through Spark's JDBC
+reader with the job's connection settings.
 The expectation comes from the workload generator in plain Python.
 
 - ``lost`` = expected ids that are not there;
@@ -22,7 +23,7 @@ from decimal import Decimal
 
 from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import JobSpec, PostgresConnection, PostgresSinkSpec
+from onceflow.config import JobSpec, PostgresConnection, SinkSpec, kinds
 from onceflow.prove.workload import payments
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "measure_delivery",
     "read_ids",
     "read_output",
+    "read_sink",
     "tally",
 ]
 
@@ -94,11 +96,10 @@ class Delivery:
 def read_output(
     spark: SparkSession, kind: str, location: str, connection: PostgresConnection | None = None
 ) -> DataFrame:
-    """An output as any reader sees it: a Delta table, a Parquet folder (Spark skips its
-    ``_``-folders), or a PostgreSQL table (``location`` is its name) through JDBC."""
-    if kind == "postgres":
-        if connection is None:
-            raise ValueError("a PostgreSQL output needs its connection")
+    """An output as any reader sees it: through the Spark data source its kind names
+    (``delta``, ``parquet``, whose ``_``-folders Spark skips), or a database table
+    (``location`` is its name) through Spark's JDBC reader with ``connection``."""
+    if connection is not None:
         reader = (
             spark.read.format("jdbc")
             .option("url", f"jdbc:postgresql://{connection.host}:{connection.port}/"
@@ -110,7 +111,20 @@ def read_output(
         if connection.password is not None:
             reader = reader.option("password", connection.password.get_secret_value())
         return reader.load()
-    return spark.read.format(kind).load(location)
+    fmt = kinds().sink(kind).read_format if kind in kinds().sinks else kind
+    if fmt is None:
+        raise ValueError(f"a {kind} output names no Spark data source to read it with")
+    return spark.read.format(fmt).load(location)
+
+
+def read_sink(spark: SparkSession, spec: JobSpec, sink: SinkSpec) -> DataFrame:
+    """One of ``spec``'s sinks as any reader sees it (``read_output``): a database table by
+    the job's connection it names, anything else by its location."""
+    fields = sink.model_dump()  # a database sink names its connection and table
+    name, table = fields.get("connection"), fields.get("table")
+    if isinstance(name, str) and name in spec.connections and isinstance(table, str):
+        return read_output(spark, sink.kind, table, spec.connections[name])
+    return read_output(spark, sink.kind, sink.location)
 
 
 def read_ids(spark: SparkSession, kind: str, location: str) -> list[int | None]:
@@ -159,10 +173,7 @@ def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) 
     drift: Decimal | None = None
     record_sinks = 0
     for sink in spec.sinks:
-        if isinstance(sink, PostgresSinkSpec):
-            frame = read_output(spark, "postgres", sink.table, spec.connections[sink.connection])
-        else:
-            frame = read_output(spark, sink.kind, sink.path)
+        frame = read_sink(spark, spec, sink)
         if "id" in frame.columns:
             found = tally([row[0] for row in frame.select("id").collect()], wanted)
             record_sinks += 1

@@ -30,15 +30,17 @@ class Payment:
     amount: Decimal
     event_time: datetime
 
+    def as_record(self) -> dict[str, object]:
+        """The payment as JSON's types: the amount as exact text, the time in UTC."""
+        return {
+            "id": self.id,
+            "account": self.account,
+            "amount": str(self.amount),
+            "event_time": self.event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "id": self.id,
-                "account": self.account,
-                "amount": str(self.amount),
-                "event_time": self.event_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            }
-        )
+        return json.dumps(self.as_record())
 
 
 def payments(count: int, seed: int = 7, accounts: int = 50, first_id: int = 1) -> Iterator[Payment]:

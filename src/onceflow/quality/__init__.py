@@ -7,10 +7,10 @@ from onceflow.quality.expectations import FATE, REASON, Fate, classify
 from onceflow.quality.parsing import ERROR, parse_csv, parse_json
 from onceflow.quality.stage import (
     QUARANTINE_SCHEMA,
+    WHERE_RULE,
     BatchCounts,
     QualitySplit,
     QualityStage,
-    parses_raw,
 )
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "FATE",
     "QUARANTINE_SCHEMA",
     "REASON",
+    "WHERE_RULE",
     "BatchCounts",
     "Fate",
     "QualitySplit",
@@ -25,5 +26,4 @@ __all__ = [
     "classify",
     "parse_csv",
     "parse_json",
-    "parses_raw",
 ]

@@ -27,31 +27,14 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from onceflow.config import (
-    FileFormat,
-    FileSourceSpec,
-    JobSpec,
-    KafkaSourceSpec,
-    KafkaValueFormat,
-    RuleSpec,
-    SourceSpec,
-    TransformSpec,
-)
-from onceflow.contracts import record_batch_note
+from onceflow.config import JobSpec, RuleSpec, TransformSpec
 from onceflow.errors import QualityError, first_line
 from onceflow.quality.expectations import FATE, REASON, Fate, broke_column, classify
 from onceflow.quality.parsing import parse_csv, parse_json, schema_of
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
 from onceflow.transform import apply_transform
 
-__all__ = [
-    "QUARANTINE_SCHEMA",
-    "WHERE_RULE",
-    "BatchCounts",
-    "QualitySplit",
-    "QualityStage",
-    "parses_raw",
-]
+__all__ = ["QUARANTINE_SCHEMA", "WHERE_RULE", "BatchCounts", "QualitySplit", "QualityStage"]
 
 _log = logging.getLogger("onceflow.quality")
 
@@ -63,15 +46,6 @@ QUARANTINE_SCHEMA = (
 _SAMPLE_CHARS = 500
 #: The rule a job's ``transform.where`` becomes: rows it filters out are dropped by name.
 WHERE_RULE = "transform_where"
-
-
-def parses_raw(source: SourceSpec) -> bool:
-    """True for sources onceflow can read raw and parse itself: JSON or CSV files, JSON
-    Kafka values (``JobSpec.parses_raw`` also asks whether the job lets it). Other sources
-    arrive typed; only the rules judge them."""
-    if isinstance(source, FileSourceSpec):
-        return source.format in (FileFormat.JSON, FileFormat.CSV)
-    return isinstance(source, KafkaSourceSpec) and source.format is KafkaValueFormat.JSON
 
 
 @dataclass(frozen=True)
@@ -110,8 +84,7 @@ class QualityStage:
     def __init__(self, spec: JobSpec) -> None:
         self._job = spec.name
         self._spec = spec.quality
-        self._source = spec.source
-        self._parses = spec.parses_raw
+        self._raw = spec.raw_format
         where = (
             (RuleSpec(name=WHERE_RULE, expect_or_drop=spec.transform.where),)
             if spec.transform.where
@@ -132,15 +105,15 @@ class QualityStage:
         return classify(self._parsed(batch), self._rules)
 
     def _parsed(self, batch: DataFrame) -> DataFrame:
-        source = self._source
-        if not self._parses:
+        raw = self._raw
+        if raw is None:
             return batch
-        schema_ddl = source.schema_ddl  # type: ignore[union-attr]  # both kinds have one
-        assert schema_ddl is not None  # noqa: S101 - the models require it for json/csv
-        schema = schema_of(batch, schema_ddl)
+        schema = schema_of(batch, raw.schema)
         spec = self._spec
-        if isinstance(source, FileSourceSpec) and source.format is FileFormat.CSV:
-            return parse_csv(batch, schema, spec.required, spec.max_payload_bytes, source.options)
+        if raw.format == "csv":
+            return parse_csv(
+                batch, schema, spec.required, spec.max_payload_bytes, dict(raw.options)
+            )
         return parse_json(batch, schema, spec.required, spec.max_payload_bytes)
 
     def check_rules(self, sample: DataFrame) -> None:
@@ -185,7 +158,6 @@ class QualityStage:
             _log.debug(
                 "%s", json.dumps({"job": self._job, "batch_id": batch_id, **counts.as_note()})
             )
-            record_batch_note(self._job, batch_id, "quality", counts.as_note())
             yield QualitySplit(self.good_rows(judged), self._quarantined(judged, batch_id), counts)
         finally:
             judged.unpersist()

@@ -1,57 +1,53 @@
-"""What every sink shares: its identity, the batch shaping, and how failures surface."""
+"""What every sink shares: its identity, the batch shaping, how failures surface, and how
+a job's sinks are built from their kinds (``build_sink``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import DeltaSinkSpec, ParquetSinkSpec, PostgresSinkSpec, WriteMode
+from onceflow.config import JobSpec, SinkSpec, WriteMode
+from onceflow.config.kinds import kinds, load_reference
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError, first_line
 from onceflow.sinks.shaping import shaped_batch
 
-__all__ = ["BatchSink", "is_delta_conflict"]
+__all__ = ["BatchSink", "build_sink"]
 
 
-def is_delta_conflict(exc: BaseException) -> bool:
-    """True for Delta's typed concurrent-modification exceptions (safe to retry)."""
-    from delta import exceptions as delta_errors
-
-    conflicts = (
-        delta_errors.ConcurrentAppendException,
-        delta_errors.ConcurrentDeleteDeleteException,
-        delta_errors.ConcurrentDeleteReadException,
-        delta_errors.ConcurrentTransactionException,
-        delta_errors.ConcurrentWriteException,
-        delta_errors.DeltaConcurrentModificationException,
-        delta_errors.MetadataChangedException,
-        delta_errors.ProtocolChangedException,
-    )
-    return isinstance(exc, conflicts)
+def build_sink(job: JobSpec, spec: SinkSpec) -> BatchSink:
+    """The sink object for one of ``job``'s outputs, built by its kind."""
+    kind = kinds().sink(spec.kind)
+    factory = load_reference(kind.build)
+    sink: BatchSink = factory(job, spec, job.mode_of(spec))
+    return sink
 
 
 class BatchSink:
     """A sink of one job: subclasses write a shaped batch in ``_write``.
 
     ``write`` runs the sink's ``query`` over the batch, then ``_write``; a failure comes
-    out as SINK_WRITE_FAILED naming job, sink and batch, except Delta's conflict
-    exceptions, which pass through unwrapped so the policy's retry can recognise them, and
-    the sink's own SinkErrors, which say more already.
+    out as SINK_WRITE_FAILED naming job, sink and batch, except a conflict the sink says is
+    safe to retry (``is_conflict``), which passes through unwrapped for the retry, and the
+    sink's own SinkErrors, which say more already.
     """
 
-    def __init__(
-        self, job: str, spec: DeltaSinkSpec | ParquetSinkSpec | PostgresSinkSpec, mode: WriteMode
-    ) -> None:
+    def __init__(self, job: str, spec: Any, mode: WriteMode) -> None:
         self._job = job
         self._spec = spec
         self._mode = mode
 
     @property
     def name(self) -> str:
-        return self._spec.name
+        name: str = self._spec.name
+        return name
 
     @property
     def path(self) -> str:
-        return self._spec.path
+        """Where the sink writes (a folder, or ``postgres:<connection>/<table>``)."""
+        location: str = self._spec.location
+        return location
 
     @property
     def mode(self) -> WriteMode:
@@ -63,7 +59,7 @@ class BatchSink:
             with shaped_batch(batch, self._spec.query, self.name) as frame:
                 self._write(frame, context)
         except Exception as exc:
-            if is_delta_conflict(exc) or isinstance(exc, SinkError):
+            if self.is_conflict(exc) or isinstance(exc, SinkError):
                 raise
             raise self._write_failed(context, first_line(exc)) from exc
 
@@ -77,14 +73,19 @@ class BatchSink:
             cause=cause,
         )
 
+    def is_conflict(self, exc: BaseException) -> bool:
+        """True when ``exc`` says another writer committed first, so the write committed
+        nothing and may be tried again (Delta's typed conflicts); False by default."""
+        return False
+
     def check(self) -> None:
         """Called once before the query starts; raises when the sink cannot be written.
         File sinks are checked with the checkpoint's storage (``storage.check_storage``)."""
 
     def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
         """App id -> the highest batch id that app wrote here, from the marks the sink
-        keeps (Delta's commit markers and transaction ids, the database ledger); None for a
-        sink that keeps no marks (Parquet)."""
+        keeps (Delta's commit markers and transaction ids, the database ledger, Parquet's
+        marks files); None for a sink that keeps none."""
         return None
 
     def foreign_writers(self, spark: SparkSession, app_id: str) -> set[str]:
@@ -92,8 +93,8 @@ class BatchSink:
         return set(self.batch_marks(spark) or {}) - {app_id}
 
     def read(self, spark: SparkSession) -> DataFrame:
-        """What the sink holds, read as any reader would (verification, row counts)."""
-        return spark.read.format(self._spec.kind).load(self.path)
+        """What the sink holds, read as any reader would (``onceflow run``'s row counts)."""
+        raise NotImplementedError(f"sink '{self.name}' cannot be read back")
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
         raise NotImplementedError

@@ -46,19 +46,25 @@ from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from onceflow.config import PostgresConnection, PostgresSinkSpec, WriteMode
+from onceflow.config import JobSpec, PostgresConnection, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
 from onceflow.sinks.base import BatchSink
+from onceflow.sinks.postgres import PostgresSinkSpec
 from onceflow.sinks.postgres import database as db
 from onceflow.sinks.postgres.columns import PgColumn, UnsupportedType, csv_line, pg_columns
 from onceflow.sinks.postgres.staging import STAGE_FAILURE_MARK, StageTask
 from onceflow.sinks.shaping import latest_per_key
 
-__all__ = ["PostgresSink"]
+__all__ = ["PostgresSink", "build", "isolate"]
 
 _log = logging.getLogger("onceflow.sinks")
 _STAGE_FAILURE = re.compile(re.escape(STAGE_FAILURE_MARK) + r" ([^\n]*)")
+
+
+def build(job: JobSpec, spec: PostgresSinkSpec, mode: WriteMode) -> PostgresSink:
+    """The kind's factory (``onceflow.sinks.postgres.SINK.build``)."""
+    return PostgresSink(job.name, spec, mode, job.connections[spec.connection])
 
 
 class PostgresSink(BatchSink):
@@ -203,7 +209,7 @@ class PostgresSink(BatchSink):
                 "SINK_TABLE_MISMATCH",
                 job=self._job,
                 sink=self.name,
-                path=spec.path,
+                path=spec.location,
                 problem=f"the batch has columns the table lacks: {', '.join(missing)} "
                 f"(the table has {', '.join(present)})",
             )
@@ -273,3 +279,14 @@ class PostgresSink(BatchSink):
             for name, expression in updates.items()
         )
         return sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(keys, sets)
+
+
+def isolate(job: JobSpec, spec: PostgresSinkSpec, tag: str) -> list[str]:
+    """For a prove scenario: the sink's table as ``<table>_p<tag>``, dropped first (with its
+    ledger rows and staging tables), so scenarios side by side against one server, or a
+    rerun, each start clean. Returns the override that points the job there."""
+    index = next(i for i, sink in enumerate(job.sinks) if sink.name == spec.name)
+    table = f"{spec.table[:50]}_p{tag}"
+    mine = spec.model_copy(update={"table": table})
+    build(job, mine, job.mode_of(spec)).drop()
+    return [f"sinks[{index}].table={table}"]

@@ -1,19 +1,10 @@
-"""A Delta table read as a stream of what is appended to it.
-
-Replayable: a batch is a range of table versions recorded in the checkpoint.
-
-    source:
-      kind: delta
-      path: tables/raw_payments
-      max_files_per_trigger: 100
-      starting_version: 0
-"""
+"""Reading a Delta source: the table streamed as what is appended to it."""
 
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import DeltaSourceSpec
+from onceflow.sources.delta import DeltaSourceSpec
 
 __all__ = ["read_delta_stream"]
 

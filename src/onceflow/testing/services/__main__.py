@@ -1,4 +1,5 @@
-"""``python -m onceflow.services SERVICE up|down|status|env [--home DIR]`` (what make calls).
+"""``python -m onceflow.testing.services SERVICE up|down|status|env [--home DIR]`` (make
+calls it).
 
 ``up`` starts the service in the background, records its pids and addresses in
 ``<home>/state.json`` and prints them; ``down`` stops every process recorded there (with
@@ -21,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from onceflow.errors import ServiceError
-from onceflow.services.hdfs import LocalHdfs
-from onceflow.services.kafka import KafkaUser, LocalKafka
-from onceflow.services.postgres import DEFAULT_PASSWORD, PASSWORD_VARIABLE, LocalPostgres
-from onceflow.services.process import LocalService, running_pid, stop_pid
-from onceflow.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, LocalS3
-from onceflow.services.spark_cluster import LocalSparkCluster
+from onceflow.testing.services.hdfs import LocalHdfs
+from onceflow.testing.services.kafka import KafkaUser, LocalKafka
+from onceflow.testing.services.postgres import DEFAULT_PASSWORD, PASSWORD_VARIABLE, LocalPostgres
+from onceflow.testing.services.process import LocalService, running_pid, stop_pid
+from onceflow.testing.services.s3 import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, LocalS3
+from onceflow.testing.services.spark_cluster import LocalSparkCluster
 
 
 def _kafka(args: argparse.Namespace) -> LocalService:
@@ -76,7 +77,7 @@ _FACTORIES: dict[str, Callable[[argparse.Namespace], LocalService]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m onceflow.services")
+    parser = argparse.ArgumentParser(prog="python -m onceflow.testing.services")
     parser.add_argument("service", choices=sorted(_FACTORIES))
     parser.add_argument("action", choices=["up", "down", "status", "env"])
     parser.add_argument("--home", type=Path, help="data, logs and state.json (.services/NAME)")

@@ -28,7 +28,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import LocalService, ManagedProcess, free_port, java_command
+from onceflow.testing.services.process import LocalService, ManagedProcess, free_port, java_command
 
 __all__ = ["LocalHdfs"]
 

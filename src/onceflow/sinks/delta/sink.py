@@ -1,4 +1,4 @@
-"""Delta Lake sinks written from ``foreachBatch``: append, MERGE, replace-batch.
+"""The Delta sink: a table written from ``foreachBatch`` by append, MERGE or replace-batch.
 
 What a replay of batch N does, per mode, guarded (exactly-once) or not:
 
@@ -10,25 +10,14 @@ What a replay of batch N does, per mode, guarded (exactly-once) or not:
 - ``replace-batch``: the rows carry N; a replay replaces batch N's rows in one commit
   (``replaceWhere``), guarded or not.
 
-Every commit carries ``userMetadata = {"onceflow_app_id": "<app id>", "onceflow_batch_id": N}``.
-
-    sinks:
-      - name: balances
-        kind: delta
-        path: tables/balances
-        mode: merge
-        schema: "account STRING, balance DECIMAL(38,2)"
-        query: "SELECT account, SUM(amount) AS amount FROM {batch} GROUP BY account"
-        merge:
-          keys: [account]
-          when_matched: [{action: update, set: {balance: "t.balance + s.amount"}}]
-          when_not_matched: [{action: insert, values: {account: s.account, balance: s.amount}}]
+Every commit carries ``userMetadata = {"onceflow_app_id": "<app id>", "onceflow_batch_id": N}``
+(``onceflow.sinks.delta.marks`` reads them back). The kind's declaration, its keys and
+what it refuses are in ``onceflow.sinks.delta``.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,19 +27,21 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from onceflow.config import DeltaSinkSpec, MergeSpec, WriteMode
-from onceflow.contracts import MARKER_APP_ID, MARKER_BATCH_ID, BatchContext
+from onceflow.config import JobSpec, WriteMode
+from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
-from onceflow.files import CheckpointFiles
-from onceflow.sinks.base import BatchSink, is_delta_conflict
+from onceflow.sinks.base import BatchSink
+from onceflow.sinks.delta import DeltaSinkSpec, MergeSpec
+from onceflow.sinks.delta.marks import delta_batch_marks
 from onceflow.sinks.shaping import latest_per_key
 
 __all__ = [
     "DML_TXN_APP_ID",
     "DML_TXN_VERSION",
     "DeltaSink",
-    "delta_batch_marks",
+    "build",
     "dml_transaction",
+    "is_delta_conflict",
 ]
 
 DML_TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
@@ -59,9 +50,18 @@ _DML_TXN_AUTO_RESET = "spark.databricks.delta.write.txnVersion.autoReset.enabled
 _COMMIT_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 # Delta's DML transaction id is a *session* setting. Each streaming query runs in its own
-# cloned session, but a user may share one; this lock makes set-write-reset atomic within
-# the Python driver so two queries can never see each other's transaction id.
-_DML_TXN_LOCK = threading.Lock()
+# cloned session, but a user may share one (a notebook, a replay beside its job): one lock
+# per session makes set-write-reset atomic there, so two writers of one session never see
+# each other's transaction id, while queries of different sessions MERGE side by side.
+_DML_TXN_LOCKS: dict[int, threading.Lock] = {}
+_DML_TXN_LOCKS_GUARD = threading.Lock()
+
+
+def _session_lock(spark: SparkSession) -> threading.Lock:
+    """The DML lock of ``spark``'s JVM session (a Python wrapper may be made anew for it)."""
+    key = int(spark._jsparkSession.hashCode())
+    with _DML_TXN_LOCKS_GUARD:
+        return _DML_TXN_LOCKS.setdefault(key, threading.Lock())
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def dml_transaction(spark: SparkSession, context: BatchContext) -> Iterator[None
             DML_TXN_VERSION: str(context.batch_id),
             _DML_TXN_AUTO_RESET: "true",
         }
-    with _DML_TXN_LOCK:
+    with _session_lock(spark):
         try:
             for key, value in settings.items():
                 spark.conf.set(key, value)
@@ -84,6 +84,28 @@ def dml_transaction(spark: SparkSession, context: BatchContext) -> Iterator[None
         finally:
             for key in settings:
                 spark.conf.unset(key)
+
+
+def build(job: JobSpec, spec: DeltaSinkSpec, mode: WriteMode) -> DeltaSink:
+    """The kind's factory (``onceflow.sinks.delta.SINK.build``)."""
+    return DeltaSink(job.name, spec, mode)
+
+
+def is_delta_conflict(exc: BaseException) -> bool:
+    """True for Delta's typed concurrent-modification exceptions (safe to retry)."""
+    from delta import exceptions as delta_errors
+
+    conflicts = (
+        delta_errors.ConcurrentAppendException,
+        delta_errors.ConcurrentDeleteDeleteException,
+        delta_errors.ConcurrentDeleteReadException,
+        delta_errors.ConcurrentTransactionException,
+        delta_errors.ConcurrentWriteException,
+        delta_errors.DeltaConcurrentModificationException,
+        delta_errors.MetadataChangedException,
+        delta_errors.ProtocolChangedException,
+    )
+    return isinstance(exc, conflicts)
 
 
 class DeltaSink(BatchSink):
@@ -96,6 +118,12 @@ class DeltaSink(BatchSink):
 
     def batch_marks(self, spark: SparkSession) -> dict[str, int]:
         return delta_batch_marks(spark, self.path)
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        return is_delta_conflict(exc)
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        return spark.read.format("delta").load(self.path)
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
         if self._mode is WriteMode.MERGE:
@@ -300,60 +328,3 @@ def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBui
     if merge.schema_evolution:
         builder = builder.withSchemaEvolution()
     return builder
-
-
-def delta_batch_marks(spark: SparkSession, path: str) -> dict[str, int]:
-    """App id -> the highest batch id it wrote into the Delta table at ``path``.
-
-    Read from the table's log: the commit marker (``BatchContext.commit_marker``) of every
-    commit still in the log's JSON files, and the ``txn`` (app id, version = batch id) of
-    exactly-once writes, which Delta also carries into its checkpoints, so it outlives log
-    cleanup. One aggregate over all of them. Empty when there is no table.
-    """
-    if not DeltaTable.isDeltaTable(spark, path):
-        return {}
-    log = path.rstrip("/") + "/_delta_log"
-    names = CheckpointFiles(spark, log).names()
-    found: list[DataFrame] = []  # (app, batch) pairs from each place that holds them
-    commits = [f"{log}/{n}" for n in names if n.endswith(".json")]
-    if commits:
-        actions = spark.read.json(commits)
-        found += _txn_marks(actions)
-        if (
-            "commitInfo" in actions.columns
-            and "userMetadata" in actions.select("commitInfo.*").columns
-        ):
-            found.append(_marker_marks(actions.select(F.col("commitInfo.userMetadata"))))
-    checkpoints = [f"{log}/{n}" for n in names if ".checkpoint" in n and n.endswith(".parquet")]
-    if checkpoints:
-        found += _txn_marks(spark.read.parquet(*checkpoints))
-    if not found:
-        return {}
-    pairs = functools.reduce(DataFrame.unionByName, found)
-    known = F.col("app").isNotNull() & F.col("batch").isNotNull()
-    rows = pairs.where(known).groupBy("app").max("batch").collect()
-    return {str(row[0]): int(row[1]) for row in rows}
-
-
-def _marker_marks(markers: DataFrame) -> DataFrame:
-    """The (app, batch) pairs of commit markers: the JSON object onceflow stamps, or the
-    ``onceflow:<app id>:<batch id>`` text of onceflow before 0.2 (the batch id is what
-    follows the last ``:``, so an app id with a ``:`` reads back whole there too)."""
-    text = F.col("userMetadata")
-    legacy = r"^onceflow:(.*):([0-9]+)$"
-    app = F.coalesce(
-        F.get_json_object(text, f"$.{MARKER_APP_ID}"),
-        F.nullif(F.regexp_extract(text, legacy, 1), F.lit("")),
-    )
-    batch = F.coalesce(
-        F.get_json_object(text, f"$.{MARKER_BATCH_ID}"),
-        F.nullif(F.regexp_extract(text, legacy, 2), F.lit("")),
-    )
-    return markers.select(app.alias("app"), batch.try_cast("bigint").alias("batch"))
-
-
-def _txn_marks(actions: DataFrame) -> list[DataFrame]:
-    """The (app, batch) pairs of the ``txn`` actions among ``actions``, if it has any."""
-    if "txn" not in actions.columns:
-        return []
-    return [actions.select(F.col("txn.appId").alias("app"), F.col("txn.version").alias("batch"))]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pyspark
 
-from onceflow.services.process import LocalService, ManagedProcess, free_port
+from onceflow.testing.services.process import LocalService, ManagedProcess, free_port
 
 __all__ = ["LocalSparkCluster", "spark_home"]
 

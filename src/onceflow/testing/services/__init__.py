@@ -7,8 +7,8 @@ a failed start raises SERVICE_START_FAILED with the tail of its log.
 
 from __future__ import annotations
 
-from onceflow.services.kafka import KafkaUser, LocalKafka
-from onceflow.services.postgres import LocalPostgres
-from onceflow.services.process import ManagedProcess, free_port
+from onceflow.testing.services.kafka import KafkaUser, LocalKafka
+from onceflow.testing.services.postgres import LocalPostgres
+from onceflow.testing.services.process import ManagedProcess, free_port
 
 __all__ = ["KafkaUser", "LocalKafka", "LocalPostgres", "ManagedProcess", "free_port"]

@@ -1,8 +1,6 @@
-"""Plain Parquet files written from ``foreachBatch``: append or replace-batch.
+"""The Parquet sink: plain Parquet files written from ``foreachBatch``.
 
-Parquet has no transaction log, so nothing can carry a batch id atomically with the data.
-
-- ``append``: a replay appends the batch again. Refused under exactly-once.
+- ``append``: a replay appends the batch again (refused under exactly-once).
 - ``replace-batch``: rows carry their batch id in ``batch_id_column`` (a partition column);
   a replay overwrites exactly that partition by dynamic partition overwrite. While the
   replay's job commits, a reader listing the folder can see the partition missing or half
@@ -14,12 +12,6 @@ readers skip folders starting with ``_``): the file is created before the app's 
 write, so a sink holding data of a run that crashed in its first batch is known as that
 run's own, and it is rewritten with the batch id after every batch. The foreign-sink check,
 ``onceflow status`` and a replay's outcome read them as they read Delta's commit markers.
-
-    sinks:
-      - name: raw
-        kind: parquet
-        path: tables/raw_payments
-        mode: replace-batch
 """
 
 from __future__ import annotations
@@ -30,16 +22,22 @@ import json
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from onceflow.config import ParquetSinkSpec, WriteMode
+from onceflow.config import JobSpec, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.files import CheckpointFiles
 from onceflow.sinks.base import BatchSink
+from onceflow.sinks.parquet import ParquetSinkSpec
 
-__all__ = ["MARKS_FOLDER", "ParquetSink"]
+__all__ = ["MARKS_FOLDER", "ParquetSink", "build"]
 
 MARKS_FOLDER = "_onceflow/marks"
 # what a Parquet folder holds besides data: Spark's and Hadoop's bookkeeping, our marks
 _NOT_DATA = ("_onceflow", "_SUCCESS", "_temporary", "_spark_metadata", "_committed", "_started")
+
+
+def build(job: JobSpec, spec: ParquetSinkSpec, mode: WriteMode) -> ParquetSink:
+    """The kind's factory (``onceflow.sinks.parquet.SINK.build``)."""
+    return ParquetSink(job.name, spec, mode)
 
 
 class ParquetSink(BatchSink):
@@ -49,6 +47,9 @@ class ParquetSink(BatchSink):
 
     def __init__(self, job: str, spec: ParquetSinkSpec, mode: WriteMode) -> None:
         super().__init__(job, spec, mode)
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        return spark.read.parquet(self.path)
 
     def _marks_files(self, spark: SparkSession) -> CheckpointFiles:
         return CheckpointFiles(spark, f"{self.path.rstrip('/')}/{MARKS_FOLDER}")

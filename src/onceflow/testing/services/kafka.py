@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import (
+from onceflow.testing.services.process import (
     LocalService,
     ManagedProcess,
     free_port,

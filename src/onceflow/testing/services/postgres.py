@@ -22,22 +22,27 @@ traversable by that user (not ``/root``, nor pytest's ``/tmp/pytest-of-root``, b
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
-import pwd
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from onceflow.errors import ServiceError
-from onceflow.services.process import LocalService, ManagedProcess, free_port
+from onceflow.testing.services.postgres_install import (
+    as_server_user,
+    checked_bindir,
+    clean_env,
+    give_to_server_user,
+    postgres_bindir,
+    psql_quote,
+    run_psql,
+    unreachable_folder,
+)
+from onceflow.testing.services.process import LocalService, ManagedProcess, free_port
 
 __all__ = ["LocalPostgres", "postgres_bindir"]
 
@@ -48,12 +53,9 @@ DEFAULT_DATABASE = "onceflow"
 #: The variable that carries the role's password to jobs (and to ``make pg-up``).
 PASSWORD_VARIABLE = "ONCEFLOW_PG_PASSWORD"  # noqa: S105 - a variable's name, not a secret
 SUPERUSER = "postgres"  # initdb's bootstrap role; reachable only through the private socket
-OS_USER = "postgres"  # who runs the server when we are root (Debian's package creates it)
 
 # Unquoted SQL identifiers only: they go into psql variables and connection strings as is.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# the programs start() runs: a bin folder without them is no PostgreSQL installation
-_PROGRAMS = ("initdb", "postgres", "psql")
 # sun_path is 108 bytes; the server appends "/.s.PGSQL.<port>" to the socket folder.
 _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535")
 
@@ -64,51 +66,6 @@ local   all   all                  trust
 # TCP, loopback only: a password checked by SCRAM, so a wrong one is refused
 host    all   all   127.0.0.1/32   scram-sha-256
 """
-
-
-def postgres_bindir() -> Path:
-    """The newest ``/usr/lib/postgresql/N/bin`` (Debian), else the folder of ``postgres`` on PATH.
-
-    ``$ONCEFLOW_PG_BIN`` overrides both.
-
-    Raises:
-        ServiceError: SERVICE_START_FAILED naming ``make pg-install`` when none is found, or
-            when ``$ONCEFLOW_PG_BIN`` lacks ``initdb``, ``postgres`` or ``psql``.
-    """
-    override = os.environ.get("ONCEFLOW_PG_BIN")
-    if override:
-        return _checked_bindir(Path(override), "$ONCEFLOW_PG_BIN")
-    debian = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if debian:
-        return _checked_bindir(debian[-1].parent, "the newest /usr/lib/postgresql/N/bin")
-    on_path = shutil.which("postgres")
-    if on_path:
-        return _checked_bindir(Path(on_path).resolve().parent, "the folder of postgres on PATH")
-    raise ServiceError(
-        "SERVICE_START_FAILED",
-        service="postgres",
-        timeout=0,
-        log="/usr/lib/postgresql",
-        tail="no PostgreSQL server installed: run `make pg-install` (apt-get install postgresql)",
-    )
-
-
-def _checked_bindir(bindir: Path, origin: str) -> Path:
-    """``bindir`` if it holds every program ``start()`` runs, else SERVICE_START_FAILED."""
-    missing = [name for name in _PROGRAMS if not os.access(bindir / name, os.X_OK)]
-    if missing:
-        raise ServiceError(
-            "SERVICE_START_FAILED",
-            service="postgres",
-            timeout=0,
-            log=str(bindir),
-            tail=f"{origin} ({bindir}) has no {', '.join(missing)}: run `make pg-install` "
-            "(apt-get install postgresql), or set ONCEFLOW_PG_BIN to a PostgreSQL bin folder",
-        )
-    return bindir
 
 
 class LocalPostgres(LocalService):
@@ -212,7 +169,7 @@ class LocalPostgres(LocalService):
             self._bindir = (
                 postgres_bindir()
                 if self._bindir_arg is None
-                else _checked_bindir(self._bindir_arg, "'bindir'")
+                else checked_bindir(self._bindir_arg, "'bindir'")
             )
         return self._bindir
 
@@ -222,51 +179,11 @@ class LocalPostgres(LocalService):
 
     # -- running as the postgres OS user when we are root -------------------------------------
 
-    def _as_server_user(self, command: Sequence[str]) -> list[str]:
-        """``command`` run as ``postgres`` when we are root (setpriv execs: no extra process)."""
-        if os.geteuid() != 0:
-            return list(command)
-        account = pwd.getpwnam(OS_USER)
-        return [
-            "setpriv",
-            f"--reuid={account.pw_uid}",
-            f"--regid={account.pw_gid}",
-            "--clear-groups",
-            "--",
-            *command,
-        ]
-
-    def _own(self, *paths: Path) -> None:
-        """Give ``paths`` to the server's OS user (a no-op unless we are root)."""
-        if os.geteuid() != 0:
-            return
-        account = pwd.getpwnam(OS_USER)
-        for path in paths:
-            os.chown(path, account.pw_uid, account.pw_gid)
-
     def _check_reachable(self) -> None:
         """As root, fail early and clearly when ``postgres`` cannot traverse to ``home``."""
-        if os.geteuid() != 0:
-            return
-        try:
-            account = pwd.getpwnam(OS_USER)
-        except KeyError:
-            self._setup_failed(f"no OS user '{OS_USER}' to run the server as (root may not)")
-        groups = {account.pw_gid}
-        for folder in [self.home, *self.home.parents]:
-            st = folder.stat()
-            if st.st_uid == account.pw_uid:
-                ok = bool(st.st_mode & 0o100)
-            elif st.st_gid in groups:
-                ok = bool(st.st_mode & 0o010)
-            else:
-                ok = bool(st.st_mode & 0o001)
-            if not ok:
-                self._setup_failed(
-                    f"the server runs as OS user '{OS_USER}' (initdb refuses root) and cannot "
-                    f"traverse {folder} (mode {oct(st.st_mode & 0o777)}): put home elsewhere "
-                    "(e.g. tempfile.mkdtemp() chmod 0o711) or chmod o+x that folder"
-                )
+        why = unreachable_folder(self.home)
+        if why is not None:
+            self._setup_failed(why)
 
     def _setup_failed(self, why: str) -> NoReturn:
         raise ServiceError(
@@ -282,9 +199,9 @@ class LocalPostgres(LocalService):
         staging = self.home / "data.initdb"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
-        self._own(staging)
+        give_to_server_user(staging)
         result = subprocess.run(  # noqa: S603 - our own fixed command
-            self._as_server_user(
+            as_server_user(
                 [
                     str(self.bindir / "initdb"),
                     "--pgdata",
@@ -321,7 +238,7 @@ class LocalPostgres(LocalService):
     def _write_config(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.chmod(0o700)
-        self._own(self.socket_dir)
+        give_to_server_user(self.socket_dir)
         settings = {
             "port": str(self.port),
             "listen_addresses": f"'{self.host}'",
@@ -339,7 +256,7 @@ class LocalPostgres(LocalService):
             path = self.data / name
             path.write_text(text)
             path.chmod(0o600)
-            self._own(path)
+            give_to_server_user(path)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server; returns once ``user`` can log in to ``database`` over TCP.
@@ -363,9 +280,9 @@ class LocalPostgres(LocalService):
         self._write_config()
         process = ManagedProcess(
             "postgres",
-            self._as_server_user([str(self.bindir / "postgres"), "-D", str(self.data)]),
+            as_server_user([str(self.bindir / "postgres"), "-D", str(self.data)]),
             self.log,
-            env=_clean_env(),
+            env=clean_env(),
             cwd=self.home,
             # fast shutdown; SIGTERM ("smart") would wait for every client to disconnect
             stop_signal=signal.SIGINT,
@@ -387,9 +304,27 @@ class LocalPostgres(LocalService):
         result = self.psql("SELECT 1", admin=True, timeout=5)
         return result.returncode == 0 and result.stdout.strip() == "1"
 
+    def _encrypted_password(self) -> str:
+        """The role's password as the server stores it, encrypted by libpq
+        (``PQencryptPasswordConn``, SCRAM-SHA-256, SASLprep included), so the plain password
+        never reaches the server, its logs or pg_stat_statements."""
+        import psycopg
+
+        with psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=SUPERUSER,
+            dbname="postgres",
+            connect_timeout=5,
+        ) as conn:
+            verifier = conn.pgconn.encrypt_password(
+                self._password.encode(), self.user.encode(), b"scram-sha-256"
+            )
+        return verifier.decode()
+
     def _provision(self) -> None:
         """Create the role and database if missing; set the password (idempotent)."""
-        secret = _psql_quote(_scram_verifier(self._password) or self._password)
+        secret = psql_quote(self._encrypted_password())
         script = "\n".join(
             [
                 "\\set ON_ERROR_STOP on",
@@ -404,7 +339,7 @@ class LocalPostgres(LocalService):
                 "",
             ]
         )
-        result = self._run_psql(self._admin_args(), stdin=script, timeout=30)
+        result = run_psql(self.bindir, self._admin_args(), stdin=script, home=self.home, timeout=30)
         if result.returncode != 0:
             self._setup_failed(f"creating role/database failed: {result.stderr.strip()}")
 
@@ -447,7 +382,9 @@ class LocalPostgres(LocalService):
                 f"user={self.user} connect_timeout=5"
             ]
             env_password = self._password if password is None else password
-        return self._run_psql(args, stdin=sql, password=env_password, timeout=timeout)
+        return run_psql(
+            self.bindir, args, stdin=sql, home=self.home, password=env_password, timeout=timeout
+        )
 
     def query(self, sql: str, database: str | None = None) -> str:
         """``sql``'s output (unaligned, tuples only) as ``user``; raises on any error."""
@@ -455,39 +392,6 @@ class LocalPostgres(LocalService):
         if result.returncode != 0:
             raise RuntimeError(f"psql failed ({result.returncode}): {result.stderr.strip()}")
         return result.stdout
-
-    def _run_psql(
-        self,
-        args: Sequence[str],
-        stdin: str,
-        password: str | None = None,
-        timeout: float = 60.0,
-    ) -> subprocess.CompletedProcess[str]:
-        env = _clean_env()
-        env["PGCONNECT_TIMEOUT"] = "5"
-        # never a developer's ~/.pgpass; a missing file is fine (/dev/null makes libpq warn)
-        env["PGPASSFILE"] = str(self.home / "no-pgpass")
-        if password is not None:
-            env["PGPASSWORD"] = password
-        return subprocess.run(  # noqa: S603 - our own fixed command
-            [
-                str(self.bindir / "psql"),
-                "-X",
-                "-w",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                *args,
-            ],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
 
     # -- state ------------------------------------------------------------------------------
 
@@ -515,36 +419,6 @@ class LocalPostgres(LocalService):
             "env": env,
             "env_secret": {
                 PASSWORD_VARIABLE: f"the value ${PASSWORD_VARIABLE} had for `make pg-up`, "
-                "else onceflow.services.postgres.DEFAULT_PASSWORD"
+                "else onceflow.testing.services.postgres.DEFAULT_PASSWORD"
             },
         }
-
-
-def _clean_env() -> dict[str, str]:
-    """This environment less the PG* variables (PGHOST, PGSERVICE, ...) that steer libpq."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
-def _psql_quote(value: str) -> str:
-    """``value`` inside a single-quoted psql meta-command argument."""
-    return value.replace("\\", "\\\\").replace("'", "''")
-
-
-def _scram_verifier(password: str, iterations: int = 4096) -> str | None:
-    """The ``SCRAM-SHA-256$...`` verifier PostgreSQL stores, made here (RFC 5802/7677).
-
-    So the plain password never reaches the server, its logs or pg_stat_statements. None
-    for a non-ASCII password: the server must apply SASLprep to those itself.
-    """
-    if not password.isascii():
-        return None
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from onceflow.services.process import LocalService, ManagedProcess, free_port, java_command
+from onceflow.testing.services.process import LocalService, ManagedProcess, free_port, java_command
 
 __all__ = ["LocalS3"]
 

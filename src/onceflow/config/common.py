@@ -1,0 +1,29 @@
+"""What every model of a job shares: frozen, closed to unknown keys, options as strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["JOB_NAME_PATTERN", "SQL_NAME", "Model", "as_str_map"]
+
+#: A job's name: it names its query, its folders (the default quarantine) and its reports.
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: A SQL identifier (PostgreSQL's 63 characters), e.g. for ``[schema.]table`` patterns.
+SQL_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+
+
+class Model(BaseModel):
+    """Frozen, and an unknown key is an error (with a suggestion), never a silent default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def as_str_map(value: Any) -> Any:
+    """YAML reads ``maxFilesPerTrigger: 1`` as an int; Spark options are strings."""
+    if isinstance(value, dict):
+        return {
+            str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()
+        }
+    return value

@@ -1,0 +1,219 @@
+"""The typed, frozen shape of a job: what ``load_job`` returns and everything else reads.
+
+Its ``source`` and ``sinks`` are validated against the specs of the registered kinds
+(``onceflow.config.kinds``); what depends on a kind (a sink's default mode, the rules its
+keys imply, whether onceflow parses the source) is asked of the kind. Relative paths have
+been resolved against ``storage.root`` when a model is built.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from onceflow.config.common import JOB_NAME_PATTERN, Model, as_str_map
+from onceflow.config.connections import PostgresConnection
+from onceflow.config.kinds import Kinds, RawFormat, kinds
+from onceflow.config.modes import Guarantee, Strategy, WriteMode
+from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
+from onceflow.config.specs import SinkSpec, SourceSpec
+
+__all__ = [
+    "QUARANTINE_KIND",
+    "JobSpec",
+    "LockSettings",
+    "SparkSettings",
+    "StorageSettings",
+    "TransformSpec",
+    "TriggerSpec",
+    "job_model",
+]
+
+#: The kind of sink a job's quarantine table is: a Delta table, appended to.
+QUARANTINE_KIND = "delta"
+QUARANTINE_NAME = "_quarantine"
+
+
+class TransformSpec(Model):
+    """Row-wise shaping of the stream before it reaches the sinks: filter, then project."""
+
+    where: str | None = None
+    select: tuple[str, ...] = ()
+
+
+class LockSettings(Model):
+    """How a running job keeps its checkpoint lock (and its table locks on S3) known as its own.
+
+    The owner rewrites the lock every ``heartbeat_seconds``. A lock whose heartbeat is older
+    than ``stale_after_seconds`` is taken over by the next start (on the same host at once,
+    when the owner's process is gone); an owner that could not renew its lock for that long,
+    or finds it taken over, stops before its next sink write.
+    """
+
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stale_after_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _several_beats_per_window(self) -> LockSettings:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "stale_after_seconds must be at least 3 x heartbeat_seconds, so that one late "
+                "heartbeat never makes a live owner's lock look stale"
+            )
+        return self
+
+
+class TriggerSpec(Model):
+    """Exactly one of ``available_now: true``, ``once: true``, ``processing_time: 10 seconds``."""
+
+    available_now: bool = False
+    once: bool = False
+    processing_time: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TriggerSpec:
+        chosen = [self.available_now, self.once, self.processing_time is not None]
+        if sum(chosen) != 1:
+            raise ValueError(
+                "set exactly one of available_now: true, once: true, processing_time: '<interval>'"
+            )
+        return self
+
+
+class SparkSettings(Model):
+    """How the SparkSession is built. Usually set by a profile in ``conf/``."""
+
+    master: str | None = None
+    app_name: str | None = None
+    jars_dir: str = ".jars/spark"
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("conf", mode="before")(as_str_map)
+
+
+class StorageSettings(Model):
+    """Where relative paths of the job live: a local folder, ``hdfs://...`` or ``s3a://...``."""
+
+    root: str = "."
+
+
+class JobSpec(Model):
+    """One streaming job: a source, optional row shaping, one or more sinks, a checkpoint.
+
+    Build it with ``load_job`` (or ``job_model()``): this class types ``source`` and
+    ``sinks`` by the base specs only; the model ``load_job`` validates with knows every
+    registered kind's own.
+    """
+
+    name: str = Field(pattern=JOB_NAME_PATTERN)
+    description: str = ""
+    source: SourceSpec
+    transform: TransformSpec = TransformSpec()
+    quality: QualitySpec = QualitySpec()
+    sinks: tuple[SinkSpec, ...] = Field(min_length=1)
+    connections: dict[str, PostgresConnection] = Field(default_factory=dict)
+    checkpoint: str
+    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    strategy: Strategy | None = None
+    on_foreign_sink: Literal["error", "continue"] = "error"
+    retries: int = Field(default=3, ge=0, le=10)
+    trigger: TriggerSpec = TriggerSpec(available_now=True)
+    locks: LockSettings = LockSettings()
+    spark: SparkSettings = SparkSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_sink_names(cls, sinks: tuple[SinkSpec, ...]) -> tuple[SinkSpec, ...]:
+        names = [sink.name for sink in sinks]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"sink names must be unique; repeated: {', '.join(repeated)}")
+        return sinks
+
+    def mode_of(self, sink: SinkSpec) -> WriteMode:
+        """The sink's own ``mode``, else the one its kind takes under the job's strategy."""
+        if sink.mode is not None:
+            return sink.mode
+        return kinds().sink(sink.kind).default_mode(sink, self.strategy)
+
+    @property
+    def raw_format(self) -> RawFormat | None:
+        """How onceflow parses the source's raw records (JSON or CSV, the schema), or None
+        when it does not: the kind reads typed rows, or ``quality.parser: spark``."""
+        if self.quality.parser is QualityParser.SPARK:
+            return None
+        return kinds().source(self.source.kind).raw_format(self.source)
+
+    @property
+    def parses_raw(self) -> bool:
+        """True when onceflow reads the source raw and parses it itself."""
+        return self.raw_format is not None
+
+    def key_rules(self) -> tuple[RuleSpec, ...]:
+        """The rules the sinks' kinds imply (a Delta MERGE's ``on_null_key`` or
+        ``on_duplicate_key: quarantine``), judged with the job's own rules."""
+        rules: list[RuleSpec] = []
+        for sink in self.sinks:
+            rules += kinds().sink(sink.kind).quality_rules(sink, self)
+        return tuple(rules)
+
+    @property
+    def judges_records(self) -> bool:
+        """True when every batch goes through the quality stage: onceflow parses the source,
+        or rules (the job's, its sinks' kinds', its ``transform.where``) can drop,
+        quarantine or fail a record, which is then counted by name."""
+        return bool(
+            self.parses_raw or self.quality.rules or self.key_rules() or self.transform.where
+        )
+
+    def quarantine_sink(self) -> SinkSpec | None:
+        """The quarantine table as a sink (a Delta append), when records can end there: the
+        source is parsed by onceflow, or a rule quarantines."""
+        rules = (*self.quality.rules, *self.key_rules())
+        quarantining = self.parses_raw or any(r.action is RuleAction.QUARANTINE for r in rules)
+        if not quarantining or self.quality.quarantine is None:
+            return None
+        spec = kinds().sink(QUARANTINE_KIND).spec
+        return spec.model_validate(
+            {
+                "kind": QUARANTINE_KIND,
+                "name": QUARANTINE_NAME,
+                "path": self.quality.quarantine,
+                "mode": WriteMode.APPEND,
+            }
+        )
+
+    @property
+    def outputs(self) -> tuple[SinkSpec, ...]:
+        """Every table the job writes: its sinks, then its quarantine table if it has one."""
+        quarantine = self.quarantine_sink()
+        return (*self.sinks, *([quarantine] if quarantine is not None else []))
+
+
+def job_model(registry: Kinds | None = None) -> type[JobSpec]:
+    """``JobSpec`` with ``source`` and ``sinks`` validated against the spec of every kind of
+    ``registry`` (``kinds()`` by default), discriminated on ``kind``."""
+    return _job_model(registry or kinds())
+
+
+@cache
+def _job_model(registry: Kinds) -> type[JobSpec]:
+    def union(specs: list[type[Any]]) -> Any:
+        if len(specs) == 1:
+            return specs[0]
+        return Annotated[Union[tuple(specs)], Field(discriminator="kind")]  # noqa: UP007
+
+    source = union([kind.spec for kind in registry.sources.values()])
+    sink = union([kind.spec for kind in registry.sinks.values()])
+    model: type[JobSpec] = create_model(
+        "JobSpec",
+        __base__=JobSpec,
+        __module__=JobSpec.__module__,
+        source=(source, ...),
+        sinks=(tuple[sink, ...], Field(min_length=1)),  # type: ignore[valid-type]
+    )
+    return model

@@ -1,0 +1,48 @@
+"""The Delta source kind: a Delta table read as a stream of what is appended to it
+(``reader``). This module is its declaration, and imports no Spark.
+
+Replayable: a batch is a range of table versions recorded in the checkpoint.
+
+    source:
+      kind: delta
+      path: tables/raw_payments
+      max_files_per_trigger: 100
+      starting_version: 0
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from onceflow.config.common import as_str_map
+from onceflow.config.kinds import SourceKind
+from onceflow.config.specs import SourceSpec
+
+__all__ = ["SOURCE", "DeltaSourceSpec"]
+
+
+class DeltaSourceSpec(SourceSpec):
+    """A Delta table read as a stream of its appends."""
+
+    kind: Literal["delta"]
+    path: str
+    max_files_per_trigger: int | None = Field(default=None, ge=1)
+    max_bytes_per_trigger: str | None = None
+    starting_version: int | None = Field(default=None, ge=0)
+    options: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("options", mode="before")(as_str_map)
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+
+SOURCE = SourceKind(
+    name="delta",
+    title="Delta",
+    spec=DeltaSourceSpec,
+    reader="onceflow.sources.delta.reader:read_delta_stream",
+)
