@@ -1,0 +1,110 @@
+"""The helper commands: sample input, Kafka records, what spark-submit needs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from onceflow.cli.common import EXIT_OK
+
+if TYPE_CHECKING:
+    from onceflow.cli.common import Commands
+
+__all__ = ["register"]
+
+
+def register(commands: Commands) -> None:
+    """Add sample, produce, jars, pyfiles and entrypoint."""
+    sample = commands.add_parser("sample", help="write the sample payments input")
+    sample.add_argument("--out", type=Path, default=Path("data/sample/payments"))
+    sample.add_argument("--records", type=int, default=10_000)
+    sample.add_argument("--files", type=int, default=10)
+    sample.add_argument("--seed", type=int, default=7)
+    sample.set_defaults(handler=_sample)
+
+    produce = commands.add_parser("produce", help="write the payments workload to Kafka")
+    produce.add_argument("--bootstrap", required=True, help="host:port of a listener")
+    produce.add_argument("--topic", required=True)
+    produce.add_argument("--records", type=int, default=10_000)
+    produce.add_argument("--rate", type=float, default=0.0, help="records/s; 0 = flat out")
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--first-id", type=int, default=1)
+    produce.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting, e.g. security.protocol=SASL_PLAINTEXT; a value may be "
+        "${env:VAR}",
+    )
+    produce.set_defaults(handler=_produce)
+
+    jars = commands.add_parser("jars", help="print the jars for spark-submit --jars")
+    jars.add_argument("--jars-dir", default=".jars/spark")
+    jars.set_defaults(handler=_jars)
+
+    pyfiles = commands.add_parser(
+        "pyfiles", help="zip the onceflow package for spark-submit --py-files; print its path"
+    )
+    pyfiles.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
+    pyfiles.set_defaults(handler=_pyfiles)
+
+    entry = commands.add_parser("entrypoint", help="print the file spark-submit runs")
+    entry.set_defaults(handler=_entrypoint)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from onceflow.prove.workload import write_payment_files
+
+    files = write_payment_files(args.out, args.records, args.files, seed=args.seed)
+    print(f"wrote {args.records} payment(s) in {len(files)} file(s) to {args.out}")
+    return EXIT_OK
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from onceflow.config.interpolation import expand_env
+    from onceflow.errors import ConfigError
+    from onceflow.prove.produce import produce_payments
+
+    client = {}
+    for item in args.client:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("CONFIG_BAD_OVERRIDE", override=item, problem="expected KEY=VALUE")
+        client[key] = expand_env(value, where=f"--client {key}")
+    result = produce_payments(
+        args.bootstrap,
+        args.topic,
+        args.records,
+        seed=args.seed,
+        first_id=args.first_id,
+        rate=args.rate,
+        client=client,
+    )
+    print(
+        f"produced {result.records} payment(s) to {args.topic} in {result.seconds:.2f}s "
+        f"({result.records_per_second:,.0f} records/s)"
+    )
+    return EXIT_OK
+
+
+def _jars(args: argparse.Namespace) -> int:
+    from onceflow.session import jar_paths
+
+    print(",".join(jar_paths(str(Path(args.jars_dir).resolve()))))
+    return EXIT_OK
+
+
+def _pyfiles(args: argparse.Namespace) -> int:
+    from onceflow.shipping import package_zip
+
+    print(package_zip(args.out).resolve())
+    return EXIT_OK
+
+
+def _entrypoint(_: argparse.Namespace) -> int:
+    import onceflow
+
+    print(Path(onceflow.__file__).with_name("__main__.py"))
+    return EXIT_OK
