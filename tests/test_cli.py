@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from onceflow.cli import EXIT_INVALID, EXIT_OK, main
 
@@ -46,13 +48,18 @@ SECRET_SETTINGS = {
 }
 
 
+@pytest.mark.parametrize("defaults", [[], ["--defaults"]], ids=["as-written", "defaults"])
 @pytest.mark.parametrize("key", sorted(SECRET_SETTINGS))
 def test_validate_print_redacts_secrets(
-    key: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    key: str,
+    defaults: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ONCEFLOW_CLI_CANARY", CANARY)
     job = str(ROOT / "jobs" / "payments.yaml")
-    code = main(["validate", job, "--set", f"{key}={SECRET_SETTINGS[key]}", "--print"])
+    setting = f"{key}={SECRET_SETTINGS[key]}"
+    code = main(["validate", job, "--set", setting, "--print", *defaults])
     out = capsys.readouterr().out
     assert code == EXIT_OK
     assert CANARY not in out
@@ -101,3 +108,137 @@ def test_run_with_bad_config_stops_before_spark(tmp_path: Path) -> None:
     assert "CONFIG_MISSING_KEY" in result.stderr
     assert "SparkContext" not in result.stderr and "log4j" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+PG_VARIABLES = ("HOST", "PORT", "DATABASE", "USER", "PASSWORD")
+
+
+@pytest.fixture
+def job_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the example jobs read from the environment; each value a canary but the port."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", f"{CANARY}:9092")
+    for name in PG_VARIABLES:
+        monkeypatch.setenv(f"ONCEFLOW_PG_{name}", "5432" if name == "PORT" else CANARY)
+
+
+def printed_yaml(out: str) -> dict[str, object]:
+    config, _, rest = out.rpartition("ok: job ")
+    assert rest, out
+    loaded: dict[str, object] = yaml.safe_load(config)
+    return loaded
+
+
+@pytest.mark.usefixtures("job_variables")
+def test_print_defaults_fills_every_default_and_keeps_secrets_hidden(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = ROOT / "jobs" / "payments_postgres.yaml"
+    code = main(["validate", str(job), "--print", "--defaults"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert CANARY not in out
+    shown = printed_yaml(out)
+    written = yaml.safe_load(job.read_text())
+    # keys the file does not state, with their defaults
+    assert {"retries", "on_foreign_sink", "locks", "trigger", "quality"} - set(written)
+    assert shown["retries"] == 3 and shown["on_foreign_sink"] == "error"
+    assert shown["locks"] == {"heartbeat_seconds": 10.0, "stale_after_seconds": 60.0}
+    assert shown["trigger"] == {"available_now": True, "once": False, "processing_time": None}
+    assert shown["connections"] == {  # type: ignore[comparison-overlap]
+        "warehouse": {"kind": "postgres", "host": "***", "port": "***", "database": "***",
+                      "user": "***", "password": "***", "connect_timeout": 10, "options": {}}
+    }  # fmt: skip
+    sinks = shown["sinks"]
+    assert isinstance(sinks, list)
+    assert [s["ledger_table"] for s in sinks] == ["onceflow_batches"] * 2
+
+
+def test_print_defaults_gives_each_sink_the_mode_it_writes_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    job = ROOT / "jobs" / "payments_exactly_once_merge.yaml"
+    assert main(["validate", str(job), "--defaults"]) == EXIT_OK
+    shown = printed_yaml(capsys.readouterr().out)
+    written = yaml.safe_load(job.read_text())
+    assert all("mode" not in sink for sink in written["sinks"])  # the strategy decides
+    assert written["strategy"] == "merge"
+    sinks = shown["sinks"]
+    assert isinstance(sinks, list)
+    assert [sink["mode"] for sink in sinks] == ["merge"] * len(written["sinks"])
+
+
+def job_files() -> list[Path]:
+    return sorted((ROOT / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.usefixtures("job_variables")
+def test_validate_takes_folders_and_several_files(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", str(ROOT / "jobs"), str(BAD / "unknown_key.yaml"),
+                 str(BAD / "enum_typo.yaml")])  # fmt: skip
+    shown = capsys.readouterr()
+    assert code == EXIT_INVALID
+    names = [yaml.safe_load(p.read_text())["name"] for p in job_files()]
+    assert shown.out.splitlines() == [
+        f"ok: job '{name}' is valid (layers: {ROOT / 'conf' / 'base.yaml'}, {path})"
+        for name, path in zip(names, job_files(), strict=True)
+    ]
+    errors = shown.err.splitlines()
+    assert any("unknown_key.yaml:10" in e for e in errors)
+    assert any("enum_typo.yaml:12" in e for e in errors)
+
+
+@pytest.mark.usefixtures("job_variables")
+def test_validate_a_folder_of_valid_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(ROOT / "jobs")]) == EXIT_OK
+    assert len(capsys.readouterr().out.splitlines()) == len(job_files())
+
+
+def test_validate_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path)]) == EXIT_INVALID
+    assert (
+        capsys.readouterr().err
+        == f"error: [CONFIG_NO_JOBS] {tmp_path}: no job files (*.yaml) in this folder\n"
+    )
+
+
+def expected_listing(path: Path) -> list[str]:
+    """The cells ``onceflow list`` shows for a job, read from its YAML here."""
+    job = yaml.safe_load(path.read_text())
+    guarantee = job.get("guarantee", "at-least-once")
+    if "strategy" in job:
+        guarantee += f"/{job['strategy']}"
+    sinks = ", ".join(f"{sink['name']}:{sink['kind']}" for sink in job["sinks"])
+    return [str(path), job["name"], job["source"]["kind"], guarantee, sinks]
+
+
+@pytest.mark.usefixtures("job_variables")
+def test_list_shows_one_line_per_job(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", str(ROOT / "jobs")]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.split(r"\s{2,}", line) for line in lines] == [
+        expected_listing(p) for p in job_files()
+    ]
+
+
+def test_list_names_the_error_of_an_invalid_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad = ROOT / "jobs" / "payments.yaml", BAD / "unknown_key.yaml"
+    for source in (good, bad):
+        (tmp_path / source.name).write_text(source.read_text())
+    code = main(["list", str(tmp_path), "--conf-dir", str(ROOT / "conf")])
+    lines = [re.split(r"\s{2,}", line) for line in capsys.readouterr().out.splitlines()]
+    assert code == EXIT_INVALID
+    assert lines == [
+        [*expected_listing(tmp_path / good.name)],
+        [str(tmp_path / bad.name), "invalid: CONFIG_UNKNOWN_KEY (+1 more)"],
+    ]
+
+
+def test_list_defaults_to_the_jobs_folder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    main(["list"])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [str(p.relative_to(ROOT)) for p in job_files()]

@@ -175,7 +175,7 @@ class TestErrors:
         error = load_bad("bad_value.yaml")
         problems = [str(e) for e in (error, *error.others)]
         assert any("'source.format'" in p and "'xml'" in p for p in problems)
-        assert any("'source.max_files_per_trigger'" in p and "greater than" in p for p in problems)
+        assert any("'source.max_files_per_trigger'" in p and "at least 1" in p for p in problems)
         assert all("bad_value.yaml" in p for p in problems)
 
     def test_unknown_kind(self) -> None:

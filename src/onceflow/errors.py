@@ -33,26 +33,36 @@ MESSAGES: dict[str, str] = {
     "CONFIG_DUPLICATE_KEY": "{file}:{line}: key '{key}' appears twice in the same file "
     "(first at line {first_line})",
     "CONFIG_NON_STRING_KEY": "{file}:{line}: key {key!r} is not a string",
-    "CONFIG_ENV_UNSET": "{file}:{line}: '{key}' refers to ${{env:{var}}}, "
+    "CONFIG_ENV_UNSET": "{place}: '{key}' refers to ${{env:{var}}}, "
     "but the environment variable {var} is not set",
-    "CONFIG_ENV_SYNTAX": "{file}:{line}: '{key}' has a malformed reference {ref!r}; "
+    "CONFIG_ENV_SYNTAX": "{place}: '{key}' has a malformed reference {ref!r}; "
     "write ${{env:NAME}} with NAME made of letters, digits and '_'",
     "CONFIG_BAD_OVERRIDE": "--set {override}: {problem}",
-    "CONFIG_UNKNOWN_KEY": "{file}:{line}: unknown key '{key}'{suggestion}",
-    "CONFIG_MISSING_KEY": "{file}: required key '{key}' is missing",
-    "CONFIG_INVALID_VALUE": "{file}:{line}: '{key}' {problem}",
+    "CONFIG_UNKNOWN_KEY": "{place}: unknown key '{key}'{suggestion}",
+    "CONFIG_MISSING_KEY": "{place}: required key '{key}' is missing",
+    "CONFIG_INVALID_VALUE": "{place}: '{key}' {problem}",
     "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
     "CONFIG_UNSUPPORTED": "{file}: {problem}",
-    "CONFIG_GUARANTEE_REFUSED": "{file}:{line}: '{key}': {why}",
-    "CONFIG_SECRET_LITERAL": "{file}:{line}: '{key}' names a secret, and its value is written "
-    "out; give it as ${{env:VAR}} so it lives only in the environment (the value is not shown)",
+    "CONFIG_GUARANTEE_REFUSED": "{place}: '{key}': {why}",
+    # given: "written out" (a file), or "given on the command line, where ..." (--set)
+    "CONFIG_SECRET_LITERAL": "{place}: '{key}' names a secret, and its value is {given}; give "
+    "it as ${{env:VAR}} so it lives only in the environment{how} (the value is not shown)",
+    "CONFIG_NOT_A_FILE": "{file}: is a folder, not a job file{hint}",
+    "CONFIG_NO_JOBS": "{folder}: no job files ({pattern}) in this folder",
+    # found by Spark's own parser and analyser (validate --deep, and run before its query)
+    "CONFIG_BAD_SCHEMA": "{place}: '{key}' is not a schema Spark can read: {reason}",
+    "CONFIG_BAD_SQL": "{place}: '{key}' fails in Spark: {reason}",
+    "CONFIG_BAD_INTERVAL": "{place}: '{key}' is not an interval Spark can read: {reason}",
+    "CONFIG_INPUT_MISSING": "{place}: '{key}': {path} does not exist; point it at the "
+    "job's input, or create that first",
+    "CONFIG_SOURCE_UNREADABLE": "{place}: '{key}': Spark cannot read the source: {reason}",
     # sources and sinks
-    "SOURCE_START_FAILED": "job '{job}': source '{source}' could not start: {cause}",
     "SOURCE_AUTH_FAILED": "job '{job}': {source} refused the job's credentials: {cause}. "
     "Check the user and the password variable the job's kafka.sasl.jaas.config names",
     "SOURCE_DATA_LOSS": "job '{job}': {source}: records the checkpoint still needs are gone "
     "from Kafka (aged out by retention, or the topic was deleted): {lost}. With "
     "failOnDataLoss: false the job skips them and reports how many",
+    "KAFKA_PRODUCE_FAILED": "could not produce to Kafka topic '{topic}' at {bootstrap}: {cause}",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
     "SINK_MERGE_KEY_REFUSED": "job '{job}': sink '{sink}' batch {batch_id}: the MERGE on "
@@ -149,6 +159,11 @@ class ConfigError(OnceflowError):
     """
 
     def __init__(self, error_class: str, **params: Any) -> None:
+        # ``place`` is where the value was written: ``file:line``, the file alone when its
+        # line is not known, or a command-line option (``--set key=...``, no line)
+        if "file" in params and "place" not in params:
+            line = params.get("line")
+            params["place"] = f"{params['file']}:{line}" if line else str(params["file"])
         super().__init__(error_class, **params)
         self.others: list[ConfigError] = []
 

@@ -15,9 +15,15 @@ SQL_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 
 
 class Model(BaseModel):
-    """Frozen, and an unknown key is an error (with a suggestion), never a silent default."""
+    """Frozen, and an unknown key is an error (with a suggestion), never a silent default.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    A field's docstring (the string below it) is its description: ``onceflow reference``
+    and ``onceflow schema`` show it.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
 
 
 def as_str_map(value: Any) -> Any:

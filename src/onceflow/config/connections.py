@@ -21,13 +21,21 @@ class PostgresConnection(Model):
     """
 
     kind: Literal["postgres"] = "postgres"
+    """The kind of server: ``postgres``."""
     host: str = Field(min_length=1)
+    """The server's host name or address."""
     port: int = Field(default=5432, ge=1, le=65535)
+    """The server's port."""
     database: str = Field(min_length=1)
+    """The database to connect to."""
     user: str = Field(min_length=1)
+    """The user to connect as."""
     password: SecretStr | None = None
+    """The user's password, only as ``${env:VAR}``; never printed."""
     connect_timeout: int = Field(default=10, ge=1, le=600)
+    """How long to wait for a connection, in seconds."""
     options: dict[str, str] = Field(default_factory=dict)
+    """Other libpq parameters (``sslmode``, ``application_name``, ...)."""
 
     _strings = field_validator("options", mode="before")(as_str_map)
 

@@ -40,7 +40,11 @@ class TransformSpec(Model):
     """Row-wise shaping of the stream before it reaches the sinks: filter, then project."""
 
     where: str | None = None
+    """A SQL filter applied to each row. What it filters out is counted as dropped, by the name
+    ``transform_where``."""
     select: tuple[str, ...] = ()
+    """SQL expressions that shape each row, applied after ``where`` (``to_date(event_time) AS
+    event_date``)."""
 
 
 class LockSettings(Model):
@@ -53,7 +57,10 @@ class LockSettings(Model):
     """
 
     heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """How often, in seconds, the running job rewrites its lock."""
     stale_after_seconds: float = Field(default=60.0, gt=0)
+    """How old, in seconds, a lock's last heartbeat must be before another start takes it over;
+    at least 3 heartbeats."""
 
     @model_validator(mode="after")
     def _several_beats_per_window(self) -> LockSettings:
@@ -69,8 +76,11 @@ class TriggerSpec(Model):
     """Exactly one of ``available_now: true``, ``once: true``, ``processing_time: 10 seconds``."""
 
     available_now: bool = False
+    """Drain what the source holds now, in batches within its per-trigger limits, then stop."""
     once: bool = False
+    """Read everything the source holds now in one batch, then stop."""
     processing_time: str | None = None
+    """Start a batch every interval (``10 seconds``) and run until stopped."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TriggerSpec:
@@ -86,10 +96,22 @@ class SparkSettings(Model):
     """How the SparkSession is built. Usually set by a profile in ``conf/``."""
 
     master: str | None = None
+    """Spark's master URL (``local[2]``, ``spark://host:7077``, ``yarn``); spark-submit's
+    ``--master`` wins over it."""
     app_name: str | None = None
+    """The Spark application's name; default ``onceflow:<job name>``."""
     jars_dir: str = ".jars/spark"
+    """Where ``make jars`` put the JVM jars, relative to the project folder."""
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
+    """Spark's log level."""
+    log_levels: dict[str, Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]] = Field(
+        default_factory=dict
+    )
+    """Levels of single JVM loggers, by name, over ``log_level``: the local profiles quiet
+    Spark's warnings that ask nothing of the user (``org.apache.spark...ProcessingTimeExecutor:
+    ERROR``)."""
     conf: dict[str, str] = Field(default_factory=dict)
+    """Spark settings (``spark.sql.shuffle.partitions: 4``), handed to the session as strings."""
 
     _strings = field_validator("conf", mode="before")(as_str_map)
 
@@ -98,6 +120,8 @@ class StorageSettings(Model):
     """Where relative paths of the job live: a local folder, ``hdfs://...`` or ``s3a://...``."""
 
     root: str = "."
+    """Where the job's relative paths live: a folder (relative to the project folder),
+    ``hdfs://...`` or ``s3a://...``."""
 
 
 class JobSpec(Model):
@@ -109,21 +133,42 @@ class JobSpec(Model):
     """
 
     name: str = Field(pattern=JOB_NAME_PATTERN)
+    """The job's name: its streaming query's name and the prefix of its Spark app name. Letters,
+    digits, ``_ . -``."""
     description: str = ""
+    """Free text."""
     source: SourceSpec
+    """What the job reads. Its ``kind`` picks which other keys are allowed."""
     transform: TransformSpec = TransformSpec()
+    """Row-wise shaping of the stream before the sinks: ``where``, then ``select``."""
     quality: QualitySpec = QualitySpec()
+    """Parsing, expectations and the quarantine table; on in every job."""
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
+    """One or more outputs, each written for every micro-batch. Each one's ``kind`` picks its
+    keys."""
     connections: dict[str, PostgresConnection] = Field(default_factory=dict)
+    """Database servers, by name; a sink names one with ``connection:``."""
     checkpoint: str
+    """The query's checkpoint folder: its offsets and commits, and onceflow's app id, claims,
+    lock and metrics. One per job, never shared."""
     guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    """What the job promises about each record after a crash anywhere."""
     strategy: Strategy | None = None
+    """Exactly-once only: how a replayed batch is made harmless. It sets the default ``mode`` of
+    the sinks."""
     on_foreign_sink: Literal["error", "continue"] = "error"
+    """What a fresh checkpoint does against a sink another checkpoint wrote: stop (``error``) or
+    write anyway (``continue``)."""
     retries: int = Field(default=3, ge=0, le=10)
+    """How often a Delta conflict is retried (backoff 0.5 s, 1 s, 2 s, ...)."""
     trigger: TriggerSpec = TriggerSpec(available_now=True)
+    """When batches run: exactly one of ``available_now``, ``once``, ``processing_time``."""
     locks: LockSettings = LockSettings()
+    """The heartbeat of the checkpoint lock (and of the table locks on S3)."""
     spark: SparkSettings = SparkSettings()
+    """How the SparkSession is built; usually set by a profile."""
     storage: StorageSettings = StorageSettings()
+    """Where relative paths live; usually set by a profile."""
 
     @field_validator("sinks")
     @classmethod
@@ -213,7 +258,11 @@ def _job_model(registry: Kinds) -> type[JobSpec]:
         "JobSpec",
         __base__=JobSpec,
         __module__=JobSpec.__module__,
-        source=(source, ...),
-        sinks=(tuple[sink, ...], Field(min_length=1)),  # type: ignore[valid-type]
+        # a field given anew loses the docstring JobSpec's own has
+        source=(source, Field(description=JobSpec.model_fields["source"].description)),
+        sinks=(
+            tuple[sink, ...],  # type: ignore[valid-type]
+            Field(min_length=1, description=JobSpec.model_fields["sinks"].description),
+        ),
     )
     return model

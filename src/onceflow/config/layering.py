@@ -15,7 +15,10 @@ import yaml
 from onceflow.config.documents import Document, KeyPath, Origin
 from onceflow.errors import ConfigError
 
-__all__ = ["apply_override", "merge_documents", "parse_key_path"]
+__all__ = ["OVERRIDE_PREFIX", "apply_override", "is_override", "merge_documents", "parse_key_path"]
+
+#: How an override names itself as a value's origin: ``--set key.path=...`` (no value shown).
+OVERRIDE_PREFIX = "--set "
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[\"([^\"]+)\"\]|\['([^']+)'\]")
 
@@ -51,6 +54,11 @@ def _replace_origins(merged: Document, src: Document, prefix: KeyPath) -> None:
         if path[: len(prefix)] == prefix:
             merged.origins[path] = origin
     merged.origins.setdefault(prefix, src.origin_of(prefix))
+
+
+def is_override(origin: Origin) -> bool:
+    """True when ``origin`` is a ``--set`` option, not a line of a file."""
+    return origin.file.startswith(OVERRIDE_PREFIX)
 
 
 def parse_key_path(text: str) -> KeyPath:
@@ -89,7 +97,9 @@ def apply_override(document: Document, override: str, position: int = 1) -> None
     """Apply one ``key.path=value`` to ``document`` in place; the value is read as YAML.
 
     Errors name the override by its key (or, without a ``=``, by its ``position`` among the
-    ``--set`` options), never by its value: it may be a secret.
+    ``--set`` options), never by its value: it may be a secret. The value, and any mapping or
+    list the override had to create on its way, are recorded as written by
+    ``--set key.path=...``, so a later error about them names the option, not a file.
 
     Raises:
         ConfigError: CONFIG_BAD_OVERRIDE when the text has no ``=``, the path cannot be read,
@@ -114,6 +124,7 @@ def apply_override(document: Document, override: str, position: int = 1) -> None
             "CONFIG_BAD_OVERRIDE", override=shown, problem="the value is not valid YAML"
         ) from None
 
+    origin = Origin(f"{OVERRIDE_PREFIX}{key_text.strip()}=...")
     node: Any = document.data
     for depth, part in enumerate(path[:-1]):
         nxt = path[depth + 1]
@@ -130,6 +141,7 @@ def apply_override(document: Document, override: str, position: int = 1) -> None
             )
         if part not in node or not isinstance(node[part], dict | list):
             node[part] = [] if isinstance(nxt, int) else {}
+            document.origins[path[: depth + 1]] = origin
         node = node[part]
 
     last = path[-1]
@@ -147,4 +159,4 @@ def apply_override(document: Document, override: str, position: int = 1) -> None
         )
     for stale in [p for p in document.origins if p[: len(path)] == path]:
         del document.origins[stale]
-    document.origins[path] = Origin(f"--set {key_text.strip()}")
+    document.origins[path] = origin

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from onceflow.config.common import JOB_NAME_PATTERN
-from onceflow.config.documents import Document, KeyPath, load_document
+from onceflow.config.documents import Document, KeyPath, Origin, load_document
 from onceflow.config.interpolation import interpolate_env
 from onceflow.config.job import JobSpec, job_model
 from onceflow.config.layering import apply_override, merge_documents
@@ -53,15 +53,33 @@ class LoadedJob:
     project_dir: Path
     _merged: Mapping[str, Any]
     _sensitive: frozenset[KeyPath]
+    _origins: Mapping[KeyPath, Origin] = field(default_factory=dict)
+
+    def origin_of(self, path: KeyPath) -> Origin:
+        """Where the value at ``path`` was written (the file and line, or ``--set``), or its
+        nearest ancestor's: for errors found after loading (``onceflow.deep``)."""
+        return Document({}, dict(self._origins), str(self.job_file)).origin_of(path)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration, with every value the environment supplied as ``***``."""
         redacted: dict[str, Any] = _redact(self._merged, (), self._sensitive)
         return redacted
 
-    def to_yaml(self) -> str:
-        """``redacted()`` as YAML, for ``onceflow validate --print``."""
-        return yaml.safe_dump(self.redacted(), sort_keys=False)
+    def effective(self) -> dict[str, Any]:
+        """Every key of the job, the defaults filled in, as the model holds it (paths
+        resolved, each sink's ``mode`` the one it writes with), with the same values as
+        ``redacted()`` shows as ``***``."""
+        dumped = self.spec.model_dump(mode="json", by_alias=True)
+        for sink, shown in zip(self.spec.sinks, dumped["sinks"], strict=True):
+            shown["mode"] = self.spec.mode_of(sink).value
+        effective: dict[str, Any] = _redact(dumped, (), self._sensitive)
+        return effective
+
+    def to_yaml(self, defaults: bool = False) -> str:
+        """``redacted()`` as YAML, for ``onceflow validate --print``; ``defaults``:
+        ``effective()`` instead (``--print --defaults``)."""
+        shown = self.effective() if defaults else self.redacted()
+        return yaml.safe_dump(shown, sort_keys=False)
 
 
 def find_conf_dir(job_file: Path, conf_dir: Path | None = None) -> Path | None:
@@ -99,6 +117,8 @@ def load_job(
         ConfigError: the first problem found, with the others in ``.others``.
     """
     job_path = Path(job_file)
+    if job_path.is_dir():
+        raise ConfigError("CONFIG_NOT_A_FILE", file=str(job_path), hint=_jobs_in(job_path))
     conf = find_conf_dir(job_path, Path(conf_dir) if conf_dir is not None else None)
     project_dir = (conf.parent if conf is not None else Path.cwd()).resolve()
 
@@ -139,7 +159,17 @@ def load_job(
         project_dir=project_dir,
         _merged=merged.data,
         _sensitive=frozenset(sensitive),
+        _origins=merged.origins,
     )
+
+
+def _jobs_in(folder: Path) -> str:
+    """For an error: the job files a folder holds, a few by name."""
+    names = sorted(p.name for p in folder.glob("*.yaml"))
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"; name one of the job files in it: {shown}"
 
 
 def _raise_all(errors: list[ConfigError]) -> None:

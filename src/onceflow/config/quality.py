@@ -28,10 +28,15 @@ class RuleSpec(Model):
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The rule's name, unique in the job; its counts and errors use it."""
     expect: str | None = None
+    """A SQL condition; a row that breaks it is kept, and counted."""
     expect_or_drop: str | None = None
+    """A SQL condition; a row that breaks it is dropped, and counted."""
     expect_or_quarantine: str | None = None
+    """A SQL condition; a row that breaks it goes to the quarantine table."""
     expect_or_fail: str | None = None
+    """A SQL condition; a row that breaks it stops the query, naming the rule and a sample row."""
 
     @model_validator(mode="after")
     def _exactly_one_action(self) -> RuleSpec:
@@ -75,10 +80,17 @@ class QualitySpec(Model):
     """
 
     parser: QualityParser = QualityParser.ONCEFLOW
+    """Who parses a JSON or CSV source: ``onceflow``, counting every record, or ``spark``
+    (Spark's reader, which turns what it cannot read into NULLs or skips it, uncounted)."""
     required: tuple[str, ...] = ()
+    """Fields of the schema a record must have; a record without one is quarantined."""
     max_payload_bytes: int = Field(default=1_048_576, ge=1)
+    """A record larger than this many bytes is quarantined."""
     rules: tuple[RuleSpec, ...] = ()
+    """Expectations that judge the parsed rows."""
     quarantine: str | None = None
+    """The quarantine Delta table's path; default ``data/quarantine/<job name>`` under
+    ``storage.root``."""
 
     @field_validator("rules")
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from onceflow.config.documents import Document, KeyPath, format_key_path
+from onceflow.config.layering import is_override
 from onceflow.errors import ConfigError
 
 __all__ = ["check_secret_literals", "is_secret_key"]
@@ -31,6 +32,12 @@ _NOT_A_SECRET = re.compile(r"(provider|class|binding|type|file|path|location|ena
 _JAAS = re.compile(r"sasl\.jaas\.config$")
 _JAAS_PASSWORD = re.compile(r"""password\s*=\s*"([^"]*)"|password\s*=\s*'([^']*)'""", re.I)
 _ENV_REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
+# CONFIG_SECRET_LITERAL's words for where the value was written, and how to give it instead
+_FILE = ("written out", "")
+_COMMAND_LINE = (
+    "given on the command line, where shell history and process listings keep it",
+    ": export VAR, then pass --set 'KEY=${env:VAR}' in single quotes, which the shell leaves alone",
+)
 
 
 def is_secret_key(path: KeyPath) -> bool:
@@ -68,8 +75,9 @@ def _has_literal_secret(path: KeyPath, value: object) -> bool:
 
 
 def check_secret_literals(document: Document) -> list[ConfigError]:
-    """CONFIG_SECRET_LITERAL for every secret written out instead of read from
-    ``${env:VAR}``, in ``document`` before interpolation; each names file, line and key."""
+    """CONFIG_SECRET_LITERAL for every secret written out (in a file, or with ``--set``)
+    instead of read from ``${env:VAR}``, in ``document`` before interpolation. Each names
+    the file and line (or the option) and the key."""
     errors: list[ConfigError] = []
 
     def visit(value: object, path: KeyPath) -> None:
@@ -81,12 +89,15 @@ def check_secret_literals(document: Document) -> list[ConfigError]:
                 visit(item, (*path, index))
         elif is_secret_key(path) and _has_literal_secret(path, value):
             origin = document.origin_of(path)
+            given, how = _COMMAND_LINE if is_override(origin) else _FILE
             errors.append(
                 ConfigError(
                     "CONFIG_SECRET_LITERAL",
                     file=origin.file,
                     line=origin.line,
                     key=format_key_path(path),
+                    given=given,
+                    how=how,
                 )
             )
 

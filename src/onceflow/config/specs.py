@@ -20,6 +20,7 @@ class SourceSpec(Model):
     """A job's source: its ``kind`` picks the model that reads the rest."""
 
     kind: str
+    """Which kind of source; it picks the model that reads the other keys."""
 
     @property
     def location(self) -> str:
@@ -34,9 +35,15 @@ class SinkSpec(Model):
     ``query`` shapes the batch first, in SQL over ``{batch}``."""
 
     kind: str
+    """Which kind of sink; it picks the model that reads the other keys."""
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The sink's name, unique within the job; errors and reports use it."""
     mode: WriteMode | None = None
+    """How a batch lands: ``append``, ``merge``, ``replace-batch``, or for a database
+    ``upsert``. Default: from the job's ``strategy`` and the kind."""
     query: str | None = None
+    """SQL that shapes the batch for this sink, with ``{batch}`` as the batch. Must be
+    deterministic."""
 
     @property
     def location(self) -> str:
@@ -50,9 +57,13 @@ class FileSinkSpec(SinkSpec):
     ``storage.root`` when relative."""
 
     path: str
+    """The table's folder: relative to ``storage.root``, or a URI."""
     batch_id_column: str = "_batch_id"
+    """The column ``replace-batch`` stores the batch id in."""
     partition_by: tuple[str, ...] = ()
+    """Columns to partition the table by."""
     options: dict[str, str] = Field(default_factory=dict)
+    """Writer options, passed to Spark unchanged."""
 
     _strings = field_validator("options", mode="before")(as_str_map)
 

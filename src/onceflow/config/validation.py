@@ -1,14 +1,18 @@
 """Turn pydantic's validation errors into ``ConfigError``s a data engineer can act on.
 
-Each error names the file and line that wrote the offending key (after layering, that may be
-a profile or ``--set``), the key path as the user wrote it (``sinks[0].path``, without
-pydantic's internal union tags), and for an unknown key the nearest valid one. A value that
-came from the environment or from ``--set`` is never echoed back.
+Each error names the place that wrote the offending key (after layering, that may be a
+profile, or a ``--set`` option), the key path as the user wrote it (``sinks[0].path``,
+without pydantic's internal union tags), and what was expected in plain words ("must be a
+list", never "should be a valid tuple"). For an unknown key or an unknown value of a closed
+set (``guarantee: exactly_once``) it suggests the nearest valid one. A value that came from
+the environment or from ``--set`` is never echoed back.
 """
 
 from __future__ import annotations
 
 import difflib
+import enum
+import re
 import types
 import typing
 from typing import Any
@@ -17,9 +21,32 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from onceflow.config.documents import Document, KeyPath, format_key_path
+from onceflow.config.layering import is_override
 from onceflow.errors import ConfigError
 
 __all__ = ["to_config_errors"]
+
+_QUOTED = re.compile(r"'([^']*)'")
+_LIST_TYPES = ("tuple_type", "list_type", "set_type", "frozen_set_type", "iterable_type")
+_MAPPING_TYPES = ("model_type", "model_attributes_type", "dataclass_type", "dict_type")
+#: pydantic's error types, in the words of a job file.
+_PLAIN = {
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "string_too_long": "must be at most {max_length} characters long",
+    "too_long": "must have at most {max_length} item(s)",
+    "string_pattern_mismatch": "must match the pattern '{pattern}'",
+}
 
 
 def to_config_errors(
@@ -43,40 +70,123 @@ def to_config_errors(
 def _convert(
     detail: ErrorDetails, model: type[BaseModel], document: Document, sensitive: set[KeyPath]
 ) -> ConfigError:
-    path, parent_type = _user_path(model, tuple(detail["loc"]))
-    origin = document.origin_of(path)
+    path, parent_type, leaf_type = _user_path(model, tuple(detail["loc"]))
     key = format_key_path(path)
     kind = detail["type"]
 
     if kind == "extra_forbidden":
         valid = _field_names(parent_type)
-        close = difflib.get_close_matches(str(path[-1]), valid, n=1, cutoff=0.6)
-        suggestion = f"; did you mean '{close[0]}'?" if close else ""
+        suggestion = _did_you_mean(str(path[-1]), valid)
         if valid:
             suggestion += f" (valid keys here: {', '.join(sorted(valid))})"
         return ConfigError(
-            "CONFIG_UNKNOWN_KEY", file=origin.file, line=origin.line, key=key, suggestion=suggestion
+            "CONFIG_UNKNOWN_KEY", place=_place(document, path), key=key, suggestion=suggestion
         )
     if kind in ("missing", "union_tag_not_found"):
-        missing = key if kind == "missing" else format_key_path((*path, "kind"))
-        return ConfigError("CONFIG_MISSING_KEY", file=origin.file, key=missing)
+        missing = path if kind == "missing" else (*path, "kind")
+        # the file (or --set) that should have said it; a line would point at the parent
+        place = _place(document, missing, with_line=False)
+        return ConfigError("CONFIG_MISSING_KEY", place=place, key=format_key_path(missing))
 
-    problem = detail["msg"][0].lower() + detail["msg"][1:]
-    if kind.startswith("value_error"):
-        problem = problem.removeprefix("value error, ")
-    if kind == "union_tag_invalid":
-        problem = f"has an unknown kind; {problem}"
-    elif (
-        path not in sensitive
-        and not origin.file.startswith("--set ")  # an override's value may be a secret
-        and _is_scalar(detail.get("input"))
-    ):
+    where = (*path, "kind") if kind == "union_tag_invalid" else path
+    origin = document.origin_of(where)
+    # a value from the environment or the command line may be a secret: never shown, and
+    # one from the environment not even hinted at by a suggestion
+    secret = path in sensitive
+    hidden = secret or is_override(origin)
+    problem = _problem(detail, leaf_type, hidden)
+    if not hidden and kind != "union_tag_invalid" and _is_scalar(detail.get("input")):
         problem = f"{problem}; got {detail['input']!r}"
-    else:
-        problem = f"{problem}"
+    if not secret:
+        problem += _suggestion(detail, leaf_type)
     return ConfigError(
-        "CONFIG_INVALID_VALUE", file=origin.file, line=origin.line, key=key, problem=problem
+        "CONFIG_INVALID_VALUE",
+        place=_place(document, where),
+        file=origin.file,
+        line=origin.line,
+        key=key,
+        problem=problem,
     )
+
+
+def _place(document: Document, path: KeyPath, with_line: bool = True) -> str:
+    """Where ``path`` was written; for a value a file wrote, also the ``--set`` options
+    that changed what lies under it (a trigger given ``once`` on the command line)."""
+    origin = document.origin_of(path)
+    place = f"{origin.file}:{origin.line}" if origin.line and with_line else origin.file
+    if is_override(origin):
+        return place
+    under = sorted(
+        {o.file for p, o in document.origins.items() if p[: len(path)] == path and is_override(o)}
+    )
+    return f"{place} (with {', '.join(under)})" if under else place
+
+
+def _problem(detail: ErrorDetails, leaf_type: Any, hidden: bool) -> str:
+    """What was expected, in the words of a job file; ``hidden``: without the value given."""
+    kind = detail["type"]
+    ctx: dict[str, Any] = dict(detail.get("ctx") or {})
+    if kind in _LIST_TYPES:
+        return "must be a list"
+    if kind in _MAPPING_TYPES:
+        keys = _field_names(leaf_type)
+        return f"must be a mapping with keys {', '.join(keys)}" if keys else "must be a mapping"
+    if kind in ("enum", "literal_error"):
+        return "must be one of " + ", ".join(f"'{v}'" for v in _allowed(detail, leaf_type))
+    if kind == "union_tag_invalid":
+        tag = "" if hidden else f" '{ctx.get('tag')}'"
+        allowed = ", ".join(f"'{v}'" for v in _allowed(detail, leaf_type))
+        return f"has an unknown kind{tag}; it must be one of {allowed}"
+    if kind == "string_too_short":
+        length = ctx.get("min_length", 1)
+        return "must not be empty" if length == 1 else f"must be at least {length} characters long"
+    if kind == "too_short":
+        length = ctx.get("min_length", 1)
+        return f"must have at least {length} item{'' if length == 1 else 's'}"
+    if kind in _PLAIN:
+        return _PLAIN[kind].format(**ctx)
+    message = detail["msg"]
+    if kind.startswith(("value_error", "assertion_error")):
+        return message.split(", ", 1)[1] if ", " in message else message
+    # a type not met above: pydantic's words, made to read like the rest
+    message = re.sub(r"^(Input|Value) should be\b", "must be", message)
+    return message[0].lower() + message[1:]
+
+
+def _suggestion(detail: ErrorDetails, leaf_type: Any) -> str:
+    """``; did you mean 'exactly-once'?`` for a near miss of a closed set, else ""."""
+    if detail["type"] in ("enum", "literal_error"):
+        return _did_you_mean(str(detail.get("input")), _allowed(detail, leaf_type))
+    if detail["type"] == "union_tag_invalid":
+        tag = (detail.get("ctx") or {}).get("tag")
+        return _did_you_mean(str(tag), _allowed(detail, leaf_type))
+    return ""
+
+
+def _allowed(detail: ErrorDetails, leaf_type: Any) -> list[str]:
+    """The values a closed set allows: its enum's or ``Literal``'s, or the kinds a tag may
+    name (from pydantic's message, which lists them)."""
+    ctx = detail.get("ctx") or {}
+    if detail["type"] == "union_tag_invalid":
+        return _QUOTED.findall(str(ctx.get("expected_tags", "")))
+    return _allowed_values(leaf_type) or _QUOTED.findall(str(ctx.get("expected", "")))
+
+
+def _did_you_mean(given: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(given.lower(), [v.lower() for v in valid], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean '{next(v for v in valid if v.lower() == close[0])}'?"
+
+
+def _allowed_values(tp: Any) -> list[str]:
+    """The words a closed set (an enum, a ``Literal``) allows, or [] for another type."""
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return [str(member.value) for member in tp]
+    if typing.get_origin(tp) is typing.Literal:
+        return [str(arg) for arg in typing.get_args(tp)]
+    return []
 
 
 def _is_scalar(value: Any) -> bool:
@@ -84,15 +194,17 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _field_names(tp: Any) -> list[str]:
+    tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return [info.alias or name for name, info in tp.model_fields.items()]
     return []
 
 
-def _user_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[KeyPath, Any]:
+def _user_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[KeyPath, Any, Any]:
     """Map pydantic's ``loc`` to the user's key path, dropping discriminator tags.
 
-    Returns the cleaned path and the type that holds its last element (for suggestions).
+    Returns the cleaned path, the type that holds its last element (for suggestions) and
+    the type of the value at the path (for what was expected).
     """
     path: list[str | int] = []
     current: Any = model
@@ -121,7 +233,7 @@ def _user_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[KeyPath, A
         else:
             current = Any
         path.append(part)
-    return tuple(path), parent
+    return tuple(path), parent, current
 
 
 def _unwrap(tp: Any) -> Any:

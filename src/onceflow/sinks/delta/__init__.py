@@ -37,8 +37,11 @@ class MatchedClause(Model):
     """``WHEN MATCHED [AND condition] THEN UPDATE SET ... | UPDATE SET * | DELETE``."""
 
     action: Literal["update_all", "update", "delete"]
+    """``update_all`` (every column from the batch), ``update`` (with ``set``) or ``delete``."""
     condition: str | None = None
+    """A further SQL condition for this clause; the target is ``t``, the batch ``s``."""
     set: dict[str, str] = Field(default_factory=dict)
+    """With ``update``: each target column and the SQL expression it takes."""
 
     @model_validator(mode="after")
     def _set_only_for_update(self) -> MatchedClause:
@@ -51,8 +54,11 @@ class NotMatchedClause(Model):
     """``WHEN NOT MATCHED [AND condition] THEN INSERT (...) VALUES (...) | INSERT *``."""
 
     action: Literal["insert_all", "insert"]
+    """``insert_all`` (every column of the batch) or ``insert`` (with ``values``)."""
     condition: str | None = None
+    """A further SQL condition for this clause; the batch is ``s``."""
     values: dict[str, str] = Field(default_factory=dict)
+    """With ``insert``: each target column and the SQL expression it takes."""
 
     @model_validator(mode="after")
     def _values_only_for_insert(self) -> NotMatchedClause:
@@ -74,14 +80,25 @@ class MergeSpec(Model):
     """
 
     keys: tuple[str, ...] = Field(min_length=1)
+    """The columns on which a batch row matches a table row."""
     order_by: str | None = None
+    """The column whose greatest value wins among a batch's rows of one key (ties broken by the
+    whole row)."""
     on_null_key: Literal["fail", "quarantine"] = "fail"
+    """A row with a NULL key: stop the batch (``fail``) or send it to the quarantine."""
     on_duplicate_key: Literal["latest", "quarantine", "fail"] = "latest"
+    """Several rows of one key in a batch: keep the ``latest`` by ``order_by``, quarantine them
+    all, or stop the batch (``fail``)."""
     when_matched: tuple[MatchedClause, ...] = (MatchedClause(action="update_all"),)
+    """What a matched table row gets; the first clause that applies wins."""
     when_not_matched: tuple[NotMatchedClause, ...] = (NotMatchedClause(action="insert_all"),)
+    """What a batch row that matches nothing does; the first clause that applies wins."""
     schema_evolution: bool = False
+    """Let the MERGE add the batch's new columns to the table."""
     # add the batch's key range to the condition, so Delta skips target files outside it
     prune: bool = True
+    """Add the batch's key range to the MERGE condition, so Delta skips the table's files
+    outside it."""
 
 
 class DeltaSinkSpec(FileSinkSpec):
@@ -93,7 +110,9 @@ class DeltaSinkSpec(FileSinkSpec):
 
     kind: Literal["delta"]
     merge: MergeSpec | None = None
+    """How ``mode: merge`` matches and applies a batch."""
     schema_ddl: str | None = Field(default=None, alias="schema")
+    """Spark DDL to create the table with on the first batch, when it does not exist."""
 
 
 def _default_mode(spec: DeltaSinkSpec, strategy: Strategy | None) -> WriteMode:

@@ -55,12 +55,21 @@ class PostgresSinkSpec(SinkSpec):
 
     kind: Literal["postgres"]
     connection: str = Field(min_length=1)
+    """A name under the job's ``connections``."""
     table: str = Field(pattern=_TABLE)
+    """The target table, ``[schema.]table``."""
     keys: tuple[str, ...] = ()
+    """The upsert's ``ON CONFLICT`` columns, and the primary key of a table onceflow creates."""
     order_by: str | None = None
+    """The column whose greatest value wins among a batch's rows of one key."""
     update: dict[str, str] = Field(default_factory=dict)
+    """The upsert's ``SET`` expressions per column (``t`` the stored row, ``excluded`` the
+    incoming); default: every non-key column takes the incoming value."""
     schema_ddl: str | None = Field(default=None, alias="schema")
+    """Spark DDL to create the table with when it does not exist; default: the batch's own
+    schema."""
     ledger_table: str = Field(default="onceflow_batches", pattern=_TABLE)
+    """Where the batch ledger lives, ``[schema.]table``."""
 
     @property
     def location(self) -> str:

@@ -38,10 +38,16 @@ class FileSourceSpec(SourceSpec):
 
     kind: Literal["files"]
     format: FileFormat
+    """How the files are written."""
     path: str
+    """The folder to stream: relative to ``storage.root``, or a URI."""
     schema_ddl: str = Field(alias="schema", min_length=1)
+    """The records' schema as Spark DDL (``id BIGINT, account STRING``); a stream never infers
+    its schema."""
     max_files_per_trigger: int | None = Field(default=None, ge=1)
+    """At most this many new files per micro-batch (Spark's ``maxFilesPerTrigger``)."""
     options: dict[str, str] = Field(default_factory=dict)
+    """Any other reader option, passed to Spark unchanged (``header: true`` for CSV)."""
 
     _strings = field_validator("options", mode="before")(as_str_map)
 

@@ -59,22 +59,43 @@ class KafkaSourceSpec(SourceSpec):
 
     kind: Literal["kafka"]
     subscribe: str | None = None
+    """The topics to read, separated by commas."""
     subscribePattern: str | None = None
+    """A Java regular expression naming the topics to read."""
     assign: str | None = None
+    """The topic partitions to read, as JSON (``{"payments": [0, 1]}``)."""
     startingOffsets: str | None = None
+    """Where a new query starts: ``earliest``, ``latest`` (Spark's default) or JSON offsets per
+    partition."""
     startingOffsetsByTimestamp: str | None = None
+    """Where a new query starts, as JSON timestamps per partition."""
     maxOffsetsPerTrigger: int | None = Field(default=None, ge=1)
+    """At most this many offsets per micro-batch, over all partitions."""
     minOffsetsPerTrigger: int | None = Field(default=None, ge=1)
+    """At least this many offsets per micro-batch; a batch waits for them up to
+    ``maxTriggerDelay``."""
     maxTriggerDelay: str | None = None
+    """How long a batch waits for ``minOffsetsPerTrigger`` (``15m``)."""
     failOnDataLoss: bool = True
+    """Stop when records the checkpoint still needs are gone from Kafka. ``false`` skips them:
+    they are lost."""
     # failOnDataLoss: false loses records; a job that promises no loss must say it accepts that
     accept_record_loss: bool = False
+    """Accept the loss ``failOnDataLoss: false`` brings under at-least-once or exactly-once."""
     minPartitions: int | None = Field(default=None, ge=1)
+    """At least this many Spark partitions to read with."""
     includeHeaders: bool = False
+    """Read the records' headers too."""
     groupIdPrefix: str | None = None
+    """The prefix of the consumer group ids Spark makes."""
     format: KafkaValueFormat = KafkaValueFormat.JSON
+    """What the record values hold: ``json`` (parsed by onceflow with ``schema``), ``string`` or
+    ``bytes``."""
     schema_ddl: str | None = Field(default=None, alias="schema")
+    """The JSON value's schema as Spark DDL; required with ``format: json``."""
     options: dict[str, str] = Field(default_factory=dict)
+    """Kafka client settings, each with its ``kafka.`` prefix; ``kafka.bootstrap.servers`` is
+    required."""
 
     _strings = field_validator("options", mode="before")(as_str_map)
 
