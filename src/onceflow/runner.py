@@ -3,8 +3,9 @@
 ``start_query`` builds, once, everything a run needs: the job's outputs by their kinds, its
 quality stage, its guarantee policy, the batch pipeline (``onceflow.pipeline``) that
 ``foreachBatch`` calls; it checks storage, takes the job's locks and claims the checkpoint,
-then starts the query. ``run_job`` also builds the session, reports every batch, and waits
-for the end.
+then starts the query. ``run_job`` also builds the session, asks Spark about the job first
+(``onceflow.deep``), reports every batch, waits for the end, and turns Ctrl-C into a stop
+(``onceflow.stopping``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pyspark.sql.streaming.readwriter import DataStreamWriter
 from onceflow.config import Guarantee, JobSpec, LoadedJob, TriggerSpec, kinds
 from onceflow.config.kinds import load_reference
 from onceflow.contracts import BatchInstrument, BatchReports, BatchWriter, Sink
+from onceflow.deep import check_job
 from onceflow.errors import GuaranteeError, OnceflowError, StorageError, first_line
 from onceflow.guarantees import (
     BatchClaims,
     CheckpointLock,
+    CheckpointPosition,
     check_foreign_sinks,
     checkpoint_position,
     claim_checkpoint,
@@ -37,13 +40,15 @@ from onceflow.pipeline import BatchPipeline
 from onceflow.quality import QualityStage
 from onceflow.session import build_session
 from onceflow.sinks.base import BatchSink, build_sink
-from onceflow.sources.read import read_raw_stream, read_stream
+from onceflow.sources.read import read_job_stream
+from onceflow.stopping import StopOnInterrupt
 from onceflow.storage import (
     check_storage,
     single_writer_tables,
     storage_failure,
     use_abortable_checkpoints,
 )
+from onceflow.summary import RecordCounts, RecordTally
 from onceflow.transform import apply_transform
 
 __all__ = [
@@ -51,7 +56,6 @@ __all__ = [
     "build_outputs",
     "build_pipeline",
     "run_job",
-    "sink_row_counts",
     "source_frame",
     "start_query",
     "storage_locations",
@@ -64,14 +68,18 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one ``run_job`` did: where it ran, the query's id, the batches and rows, and
-    Kafka offsets skipped as lost (only with ``failOnDataLoss: false``)."""
+    """What one ``run_job`` did: where it ran, the query's id, the batches and rows, Kafka
+    offsets skipped as lost (only with ``failOnDataLoss: false``), where the records went
+    (``records``: None without a quality stage or a batch), and, when Ctrl-C stopped it,
+    where its checkpoint stands (``stopped_at``)."""
 
     master: str
     query_id: str
     batches: int
     input_rows: int
     skipped_offsets: int = 0
+    records: RecordCounts | None = None
+    stopped_at: CheckpointPosition | None = None
 
 
 def build_outputs(spec: JobSpec) -> list[BatchSink]:
@@ -133,12 +141,9 @@ def source_frame(
     (its ``where`` is then a rule, so that what it filters is counted). ``stage`` is the
     job's quality stage when the caller built it already."""
     stage = stage if stage is not None else QualityStage.for_job(spec)
+    frame = read_job_stream(spark, spec)
     if stage is None:
-        return apply_transform(read_stream(spark, spec.source), spec.transform)
-    if spec.parses_raw:
-        frame = read_raw_stream(spark, spec.source)
-    else:
-        frame = read_stream(spark, spec.source)
+        return apply_transform(frame, spec.transform)
     stage.check_rules(spark.createDataFrame([], frame.schema))
     return frame
 
@@ -152,11 +157,14 @@ def start_query(
     instrument: BatchInstrument | None = None,
     adopt_checkpoint: bool = False,
     on_lock_lost: Callable[[GuaranteeError], None] | None = None,
+    stop: StopOnInterrupt | None = None,
 ) -> StreamingQuery:
     """Start the job's query; ``writer`` replaces the job's own pipeline (tests, prove).
 
-    The storage of the checkpoint and of every output is checked first (an unreachable
-    store or refused credentials stop the job here, naming the path). Then the checkpoint's
+    The source's stream is defined first (a missing input folder stops the job here, with
+    nothing written). The storage of the checkpoint and of every output is checked next (an
+    unreachable store or refused credentials stop the job here, naming the path). Then the
+    checkpoint's
     lock is taken, and on S3 one lock per single-writer table; the checkpoint must be this
     job's (``claim_checkpoint``; ``adopt_checkpoint`` takes over another's on purpose); a
     checkpoint on S3 gets Spark's abortable-stream checkpoint file manager. All of it is
@@ -165,8 +173,11 @@ def start_query(
     Each batch's report goes to ``reports`` (a new one when omitted). A lock lost while the
     query runs (taken over after this process froze past its stale window, or not
     renewable) stops the pipeline before its next write and then the query;
-    ``on_lock_lost`` hears of it first (it is logged in any case).
+    ``on_lock_lost`` hears of it first (it is logged in any case). With ``stop``, a batch cut
+    short by a stop it asked for ends the query quietly (``StopOnInterrupt.guard``).
     """
+    stage = QualityStage.for_job(spec)  # once, for the stream and the pipeline
+    frame = source_frame(spark, spec, stage)
     check_storage(spark, spec.name, storage_locations(spec))
     outputs = build_outputs(spec)
     for sink in outputs:
@@ -197,8 +208,6 @@ def start_query(
             for lock in held:
                 lock.check()
 
-        stage = QualityStage.for_job(spec)  # once, for the stream and the pipeline
-        frame = source_frame(spark, spec, stage)
         writer = writer or build_pipeline(
             spark,
             spec,
@@ -208,6 +217,8 @@ def start_query(
             instrument=instrument,
             lease=lease,
         )
+        if stop is not None:
+            writer = stop.guard(writer)
         stream = (
             frame.writeStream.queryName(spec.name)
             .option("checkpointLocation", spec.checkpoint)
@@ -289,43 +300,56 @@ def run_job(
     ``adopt_checkpoint`` takes over a checkpoint recorded as another job's (see
     ``guarantees.identity``); ``instrument`` is for prove and tests (crash injection).
 
+    Once the session is up, Spark is asked about the job (``onceflow.deep``) before the
+    checkpoint is touched. Ctrl-C (SIGINT) stops the query, not the process
+    (``onceflow.stopping``): the result's ``stopped_at`` then says where it stands.
+
     Raises:
+        ConfigError: what Spark finds wrong with the job (a schema, SQL, an interval, a
+            missing input), before anything is written.
         OnceflowError: the onceflow error that stopped the query, when there is one;
             GUARANTEE_LOCK_LOST when the job lost its lock, whatever else the query saw.
     """
-    spark = build_session(loaded.spec)
-    reports = BatchReports()
-    metrics = MetricsFile(spark, loaded.spec.checkpoint)
-    listener = ProgressLogger(loaded.spec.name, reports, metrics)
-    spark.streams.addListener(listener)
-    lock_lost: list[GuaranteeError] = []
-    query = start_query(
-        spark,
-        loaded.spec,
-        reports=reports,
-        instrument=instrument,
-        adopt_checkpoint=adopt_checkpoint,
-        on_lock_lost=lock_lost.append,
-    )
-    try:
-        query.awaitTermination()
-        if lock_lost:
-            raise lock_lost[0]
-    except OnceflowError:
-        raise
-    except Exception as exc:
-        if lock_lost:
-            raise lock_lost[0] from exc
-        raise unwrap_streaming_error(exc, loaded.spec, spark) from exc
-    finally:
-        if query.isActive:
-            query.stop()
-        # the last batch's progress reaches the listener before the query's end does
-        heard_the_end = listener.terminated.wait(10)
-        spark.streams.removeListener(listener)
+    spec = loaded.spec
+    spark = build_session(spec)
+    with StopOnInterrupt(spark) as stop:
+        check_storage(spark, spec.name, storage_locations(spec))  # a store down: said first
+        check_job(loaded, spark)
+        if stop.requested.is_set():  # Ctrl-C during the checks: start nothing
+            position = checkpoint_position(spark, spec.checkpoint)
+            return RunResult(spark.sparkContext.master or "?", "-", 0, 0, stopped_at=position)
+        reports = RecordTally()
+        listener = ProgressLogger(spec.name, reports, MetricsFile(spark, spec.checkpoint))
+        spark.streams.addListener(listener)
+        lock_lost: list[GuaranteeError] = []
+        query = start_query(
+            spark,
+            spec,
+            reports=reports,
+            instrument=instrument,
+            adopt_checkpoint=adopt_checkpoint,
+            on_lock_lost=lock_lost.append,
+            stop=stop,
+        )
+        try:
+            stopped = stop.wait(query)
+            if lock_lost:
+                raise lock_lost[0]
+        except OnceflowError:
+            raise
+        except Exception as exc:
+            if lock_lost:
+                raise lock_lost[0] from exc
+            raise unwrap_streaming_error(exc, spec, spark) from exc
+        finally:
+            if query.isActive:
+                query.stop()
+            # the last batch's progress reaches the listener before the query's end does
+            heard_the_end = listener.terminated.wait(10)
+            spark.streams.removeListener(listener)
     progress = query.recentProgress
     rows = sum(int(p.numInputRows) for p in progress)
-    if loaded.spec.judges_records and heard_the_end:
+    if spec.judges_records and heard_the_end:
         rows = listener.records  # Spark counts a raw file source's files, not its records
     return RunResult(
         master=spark.sparkContext.master or "?",
@@ -333,6 +357,8 @@ def run_job(
         batches=len([p for p in progress if p.numInputRows > 0]),
         input_rows=rows,
         skipped_offsets=sum(skipped_offsets(p.json) for p in progress),
+        records=reports.counts,
+        stopped_at=checkpoint_position(spark, spec.checkpoint) if stopped else None,
     )
 
 
@@ -362,12 +388,3 @@ def unwrap_streaming_error(
     if failure is not None:
         return StorageError("STORAGE_FAILED", job=spec.name, cause=failure[1])
     return exc
-
-
-def sink_row_counts(spec: JobSpec) -> list[tuple[str, str, int]]:
-    """``(name, path, rows)`` for each sink, read back from storage after a run."""
-    spark = build_session(spec)
-    return [
-        (sink.name, sink.location, build_sink(spec, sink).read(spark).count())
-        for sink in spec.sinks
-    ]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +22,13 @@ from onceflow.config import JobSpec
 from onceflow.errors import ConfigError
 from onceflow.shipping import package_zip
 
-__all__ = ["DELTA_CONF", "build_session", "jar_paths", "launched_by_spark_submit"]
+__all__ = [
+    "DELTA_CONF",
+    "build_session",
+    "jar_paths",
+    "launched_by_spark_submit",
+    "set_log_levels",
+]
 
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -50,7 +58,8 @@ def build_session(spec: JobSpec) -> SparkSession:
     """Get or create the SparkSession for ``spec``.
 
     An existing session (a notebook's, pytest's) is reused: its static settings (master,
-    jars) stay as they are, and the job's runtime SQL conf is applied on top.
+    jars) stay as they are, and the job's runtime SQL conf is applied on top, as are its
+    log levels (``spark.log_level``, ``spark.log_levels``).
     """
     builder = SparkSession.builder.appName(spec.spark.app_name or f"onceflow:{spec.name}")
     # Under spark-submit, its --master and --jars rule: a profile must not override them.
@@ -66,10 +75,26 @@ def build_session(spec: JobSpec) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark.log_level)
+    set_log_levels(spark, spec.spark.log_levels)
     _apply_hadoop_conf(spark, spec.spark.conf)
     if not launched_by_spark_submit() and not _is_local(spark.sparkContext.master):
         _ship_package(spark)
     return spark
+
+
+def set_log_levels(spark: SparkSession, levels: Mapping[str, str]) -> None:
+    """Set single JVM loggers' levels (``spark.log_levels``), over the root's.
+
+    Set through log4j2's ``Configurator`` once the JVM runs rather than by a properties file
+    in ``-Dlog4j2.configurationFile``: that one is read only by a JVM this process starts,
+    while spark-submit, a notebook or pytest may have started it already.
+    """
+    if not levels:
+        return
+    jvm: Any = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    for logger, level in levels.items():
+        log4j.core.config.Configurator.setLevel(logger, log4j.Level.toLevel(level))
 
 
 def _ship_package(spark: SparkSession) -> None:

@@ -12,7 +12,10 @@ from onceflow.cli.common import EXIT_FAILED, EXIT_OK, job_arguments, load
 if TYPE_CHECKING:
     from onceflow.cli.common import Commands
 
-__all__ = ["register"]
+__all__ = ["EXIT_INTERRUPTED", "register"]
+
+#: ``onceflow run`` stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 def register(commands: Commands) -> None:
@@ -47,7 +50,10 @@ def register(commands: Commands) -> None:
 def _run(args: argparse.Namespace) -> int:
     loaded = load(args)  # every config error surfaces here, before Spark starts
     from onceflow.observe import console_handler  # imports pyspark: only when running
-    from onceflow.runner import run_job, sink_row_counts
+    from onceflow.runner import run_job
+    from onceflow.session import build_session
+    from onceflow.stopping import stopped_line
+    from onceflow.summary import run_summary
 
     # a terminal gets one live progress line; a pipe or a file gets plain log lines
     handler = console_handler(sys.stderr)
@@ -55,17 +61,28 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("onceflow").setLevel(logging.INFO)
     try:
         result = run_job(loaded, adopt_checkpoint=args.adopt_checkpoint)
+    except KeyboardInterrupt:  # before the run could stop its query, or a second Ctrl-C
+        print(
+            f"job '{loaded.spec.name}' stopped at once (Ctrl-C): a restart resumes after "
+            "the last committed batch and replays one in flight under the job's guarantee",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     finally:
         logging.getLogger("onceflow").removeHandler(handler)
         handler.close()
+    if result.stopped_at is not None:
+        print(stopped_line(loaded.spec, result.stopped_at), file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(
         f"job '{loaded.spec.name}' on {result.master}: {result.batches} batch(es), "
         f"{result.input_rows} input row(s), query {result.query_id}"
     )
     if result.skipped_offsets:
         print(f"warning: {result.skipped_offsets} Kafka offset(s) skipped: gone before read")
-    for name, path, rows in sink_row_counts(loaded.spec):
-        print(f"sink '{name}': {rows} row(s) at {path}")
+    spark = build_session(loaded.spec)  # the run's own
+    for line in run_summary(spark, loaded.spec, result.batches, result.records):
+        print(line)
     return EXIT_OK
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from onceflow.config import SourceSpec
+from onceflow.config import JobSpec, SourceSpec
 from onceflow.config.kinds import kinds, load_reference
 
-__all__ = ["read_raw_stream", "read_stream"]
+__all__ = ["read_job_stream", "read_raw_stream", "read_stream"]
 
 
 def read_stream(spark: SparkSession, spec: SourceSpec) -> DataFrame:
@@ -28,3 +28,12 @@ def read_raw_stream(spark: SparkSession, spec: SourceSpec) -> DataFrame:
         raise ValueError(f"source kind {spec.kind!r} reads no raw records")
     frame: DataFrame = load_reference(reader)(spark, spec)
     return frame
+
+
+def read_job_stream(spark: SparkSession, job: JobSpec) -> DataFrame:
+    """The stream ``foreachBatch`` gets for ``job``: the records raw when onceflow parses
+    them (``job.parses_raw``), else the kind's typed rows. Defining it reads no data, but
+    a folder source must exist (Spark looks for it here)."""
+    if job.parses_raw:
+        return read_raw_stream(spark, job.source)
+    return read_stream(spark, job.source)

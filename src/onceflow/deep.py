@@ -1,0 +1,309 @@
+"""Deep checks: what only Spark can tell about a job, asked before anything runs.
+
+Loading a job (``onceflow validate``) starts no Spark, so some mistakes pass it and used to
+fail inside Spark only once the job ran: a schema Spark cannot parse, SQL it cannot
+analyse, an interval it cannot read, an input folder that is not there. ``check_job`` asks
+Spark's own parser and analyser about each of them, in a session but without starting a
+query or reading a row: the SQL is analysed against an empty batch shaped like the one
+``foreachBatch`` gets, through the same code that shapes it when the job runs (the quality
+stage's rules and ``transform.where``, ``transform.select``, each sink's ``query``, a
+MERGE's keys and clauses). Every problem is a ConfigError naming the file, line and key,
+with Spark's one-line reason; one pass reports them all.
+
+``onceflow validate --deep`` runs it in a local session (``local_session``);
+``onceflow run`` runs it once its session is up, before the checkpoint is touched, so a
+mistake leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, StructType
+
+from onceflow.config import JobSpec, LoadedJob, TransformSpec
+from onceflow.config.documents import KeyPath, format_key_path
+from onceflow.errors import ConfigError, QualityError, first_line
+from onceflow.files import CheckpointFiles
+from onceflow.quality import WHERE_RULE, QualityStage
+from onceflow.session import build_session
+from onceflow.sinks.base import build_sink
+from onceflow.sinks.delta import MergeSpec
+from onceflow.sinks.shaping import shaped_batch
+from onceflow.sources.read import read_job_stream
+from onceflow.storage import check_storage
+
+__all__ = ["check_job", "deep_error", "deep_problems", "local_session", "path_exists"]
+
+#: A problem before it is placed in the job's files: error class, key path, parameters.
+_Problem = tuple[str, KeyPath, dict[str, Any]]
+# what Hadoop reads as a glob; Spark does not look for such a path before it streams it
+_GLOB = frozenset("{}[]*?\\")
+# where pyspark.errors logs an AnalysisException as it raises it (pyspark 4)
+_PYSPARK_ERROR_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+
+def local_session(spec: JobSpec) -> SparkSession:
+    """A session in local mode with the profile's other settings (jars, Hadoop conf for
+    the input's file system): deep checks read no data, so no cluster is asked."""
+    local = spec.spark.model_copy(update={"master": "local[1]"})
+    return build_session(spec.model_copy(update={"spark": local}))
+
+
+def check_job(loaded: LoadedJob, spark: SparkSession | None = None) -> None:
+    """Raise the job's first deep problem, carrying the rest in ``others``.
+
+    Args:
+        loaded: the job, with where each of its keys was written.
+        spark: the session to ask; a local one (``local_session``) when omitted.
+
+    Raises:
+        ConfigError: CONFIG_BAD_SCHEMA, CONFIG_BAD_SQL, CONFIG_BAD_INTERVAL,
+            CONFIG_INPUT_MISSING or CONFIG_SOURCE_UNREADABLE.
+        StorageError: the input's storage cannot be reached or refuses the credentials.
+    """
+    error = deep_error(loaded, spark)
+    if error is not None:
+        raise error
+
+
+def deep_error(loaded: LoadedJob, spark: SparkSession | None = None) -> ConfigError | None:
+    """``check_job``'s first error, carrying the rest in ``others``; None when Spark finds
+    nothing wrong (``onceflow validate --deep``)."""
+    problems = deep_problems(spark if spark is not None else local_session(loaded.spec), loaded)
+    if not problems:
+        return None
+    problems[0].others = problems[1:]
+    return problems[0]
+
+
+def deep_problems(spark: SparkSession, loaded: LoadedJob) -> list[ConfigError]:
+    """Every deep problem of the job: the trigger's interval, the schemas, the input, then
+    the SQL, which is analysed only when the source's schema parses and its input exists
+    (it is analysed against them)."""
+    spec = loaded.spec
+    with _quiet_pyspark_error_logs():
+        found = _interval_problems(spark, spec)
+        schemas = list(_schema_problems(spec))
+        found += schemas
+        missing = _missing_input(spark, spec)
+        found += missing
+        if not missing and not any(key[0] == "source" for _, key, _ in schemas):
+            found += _sql_problems(spark, spec)
+    errors = []
+    for error_class, key, params in found:
+        origin = loaded.origin_of(key)
+        errors.append(
+            ConfigError(
+                error_class,
+                file=origin.file,
+                line=origin.line,
+                key=format_key_path(key),
+                **params,
+            )
+        )
+    return errors
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """True when ``path`` exists on its file system (local, HDFS, S3A)."""
+    folder, _, name = path.rstrip("/").rpartition("/")
+    return CheckpointFiles(spark, folder or "/").exists(name)
+
+
+@contextmanager
+def _quiet_pyspark_error_logs() -> Iterator[None]:
+    """PySpark logs every analysis error it raises, with its whole plan as JSON, to stderr;
+    here each is expected and becomes one line of ours, so its loggers keep quiet meanwhile."""
+    loggers = [logging.getLogger(name) for name in _PYSPARK_ERROR_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _interval_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
+    """The trigger's interval, read as ``writeStream.trigger(processingTime=...)`` reads it."""
+    interval = spec.trigger.processing_time
+    if interval is None:
+        return []
+    jvm: Any = spark.sparkContext._jvm
+    try:
+        jvm.org.apache.spark.sql.streaming.Trigger.ProcessingTime(interval)
+    except Exception as exc:
+        reason = {"reason": first_line(exc)}
+        return [("CONFIG_BAD_INTERVAL", ("trigger", "processing_time"), reason)]
+    return []
+
+
+def _schema_problems(spec: JobSpec) -> Iterator[_Problem]:
+    """Every ``schema`` key (DDL) of the source and the sinks, parsed by Spark."""
+    models: list[tuple[KeyPath, Any]] = [(("source",), spec.source)]
+    models += [(("sinks", index), sink) for index, sink in enumerate(spec.sinks)]
+    for prefix, model in models:
+        for name, field in type(model).model_fields.items():
+            ddl = getattr(model, name)
+            if field.alias != "schema" or not isinstance(ddl, str):
+                continue
+            try:
+                parsed = DataType.fromDDL(ddl)
+            except Exception as exc:
+                yield "CONFIG_BAD_SCHEMA", (*prefix, "schema"), {"reason": first_line(exc)}
+                continue
+            if not isinstance(parsed, StructType):
+                reason = f"it names one type ({parsed.simpleString()}), not columns: name TYPE, ..."
+                yield "CONFIG_BAD_SCHEMA", (*prefix, "schema"), {"reason": reason}
+
+
+def _missing_input(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
+    """The source's folder or table, for kinds that read one (``path``), unless it is a
+    glob: Spark streams a glob whose folders appear later, and so does the job."""
+    path = getattr(spec.source, "path", None)
+    if not isinstance(path, str) or _GLOB & set(path):
+        return []
+    check_storage(spark, spec.name, {"source": path})  # unreachable: a StorageError, named
+    if path_exists(spark, path):
+        return []
+    return [("CONFIG_INPUT_MISSING", ("source", "path"), {"path": path})]
+
+
+def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
+    """The job's SQL, analysed in the order a batch meets it: the quality stage's rules
+    (``transform.where`` among them), ``transform.select``, then each sink's ``query`` and
+    MERGE. A step that fails leaves the ones after it unchecked (they read its output)."""
+    try:
+        batch = spark.createDataFrame([], read_job_stream(spark, spec).schema)
+    except Exception as exc:
+        return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
+    # the stage without the select, to name a failing select item by its own line
+    stage = QualityStage.for_job(
+        spec.model_copy(update={"transform": TransformSpec(where=spec.transform.where)})
+    )
+    rows = batch
+    if stage is not None:
+        try:
+            stage.check_rules(batch)
+        except QualityError as exc:
+            key = _rule_key(spec, str(exc.params["rule"]))
+            return [("CONFIG_BAD_SQL", key, {"reason": exc.params["cause"]})]
+        rows = stage.good_rows(stage.judged(batch))
+    select = spec.transform.select
+    if select:
+        failure = _analysis_failure(lambda: rows.selectExpr(*select))
+        if failure:
+            # the item that fails alone; an item may name an alias an earlier one made
+            alone = (
+                ("transform", "select", index)
+                for index, item in enumerate(select)
+                if _analysis_failure(lambda item=item: rows.selectExpr(item))
+            )
+            key = next(alone, ("transform", "select"))
+            return [("CONFIG_BAD_SQL", key, {"reason": failure})]
+        rows = rows.selectExpr(*select)
+    return [p for index in range(len(spec.sinks)) for p in _sink_problems(spark, spec, index, rows)]
+
+
+def _sink_problems(
+    spark: SparkSession, spec: JobSpec, index: int, rows: DataFrame
+) -> list[_Problem]:
+    """A sink's ``query`` over the batch (as ``{batch}``), then its MERGE on the result."""
+    sink = spec.sinks[index]
+    merge = getattr(sink, "merge", None)  # a Delta sink's MERGE
+    entered = False
+    try:
+        with shaped_batch(rows, sink.query, sink.name) as shaped:
+            entered = True
+            if not isinstance(merge, MergeSpec):
+                return []
+            target = _target_schema(spark, spec, index, shaped)
+            return [
+                ("CONFIG_BAD_SQL", ("sinks", index, "merge", *key), {"reason": reason})
+                for key, reason in _merge_failures(spark, merge, target, shaped)
+            ]
+    except Exception as exc:
+        if entered:
+            raise
+        # the query did not analyse: Spark raised as shaped_batch ran it
+        return [("CONFIG_BAD_SQL", ("sinks", index, "query"), {"reason": first_line(exc)})]
+
+
+def _target_schema(spark: SparkSession, spec: JobSpec, index: int, shaped: DataFrame) -> StructType:
+    """The MERGE target's columns: the table's when it exists, else the declared
+    ``schema``, else the batch's (what the sink creates the table with)."""
+    sink = spec.sinks[index]
+    try:
+        if path_exists(spark, sink.location):
+            schema: StructType = build_sink(spec, sink).read(spark).schema
+            return schema
+    except Exception:  # noqa: S110 - no table yet (a leftover folder), or its store is down:
+        pass  # the run's storage check names that; the clauses are checked as if it is new
+    ddl = getattr(sink, "schema_ddl", None)
+    try:
+        declared = DataType.fromDDL(ddl) if isinstance(ddl, str) else None
+    except Exception:  # reported as the sink's CONFIG_BAD_SCHEMA already
+        declared = None
+    return declared if isinstance(declared, StructType) else shaped.schema
+
+
+def _merge_failures(
+    spark: SparkSession, merge: MergeSpec, target: StructType, batch: DataFrame
+) -> Iterator[tuple[KeyPath, str]]:
+    """Each MERGE expression Spark cannot analyse, by its key under ``merge``: the target is
+    ``t`` and the batch ``s``, as in the MERGE; a not-matched clause sees only ``s``."""
+    source = batch.alias("s")
+    both = spark.createDataFrame([], target).alias("t").crossJoin(source)
+    checks: list[tuple[KeyPath, Any]] = []
+    for name in merge.keys:
+        checks.append((("keys",), lambda k=name: both.where(f"t.`{k}` = s.`{k}`")))
+    if merge.order_by:
+        checks.append((("order_by",), lambda: source.select(F.col(f"`{merge.order_by}`"))))
+    for number, matched in enumerate(merge.when_matched):
+        where: KeyPath = ("when_matched", number)
+        if matched.condition:
+            checks.append(((*where, "condition"), lambda c=matched.condition: both.where(c)))
+        for column, value in matched.set.items():
+            checks.append(((*where, "set", column), lambda v=value: both.select(F.expr(v))))
+    for number, not_matched in enumerate(merge.when_not_matched):
+        where = ("when_not_matched", number)
+        if not_matched.condition:
+            checks.append(((*where, "condition"), lambda c=not_matched.condition: source.where(c)))
+        for column, value in not_matched.values.items():
+            checks.append(((*where, "values", column), lambda v=value: source.select(F.expr(v))))
+    for key, check in checks:
+        failure = _analysis_failure(check)
+        if failure:
+            yield key, failure
+
+
+def _analysis_failure(build: Any) -> str:
+    """Spark's one-line reason when building (and so analysing) a frame fails, else ''."""
+    try:
+        frame: DataFrame = build()
+        frame.schema  # noqa: B018 - asking for it completes the analysis
+    except Exception as exc:
+        return first_line(exc)
+    return ""
+
+
+def _rule_key(spec: JobSpec, rule: str) -> KeyPath:
+    """The key a quality-stage rule comes from: ``transform.where``, one of
+    ``quality.rules``, or a MERGE's keys (the rules ``on_null_key`` and
+    ``on_duplicate_key: quarantine`` imply)."""
+    if rule == WHERE_RULE:
+        return ("transform", "where")
+    for index, declared in enumerate(spec.quality.rules):
+        if declared.name == rule:
+            return ("quality", "rules", index, declared.action.value)
+    for index, sink in enumerate(spec.sinks):
+        if rule.startswith(f"{sink.name}_"):
+            return ("sinks", index, "merge", "keys")
+    return ("quality",)
