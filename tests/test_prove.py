@@ -1,25 +1,36 @@
-"""``onceflow prove``: checkpoint faults, a broken writer the harness must catch, and a
-PostgreSQL job. The reduced matrix in real processes runs in the guarantees notebook
-(tests/test_notebooks.py), its report's assertions with it."""
+"""``onceflow prove``: checkpoint faults, a broken writer the harness must catch, a
+PostgreSQL job, the ``--quick`` preset with its progress lines, a run interrupted by SIGINT
+(its job processes stopped, a partial report left), a run whose job process fails, and
+where its outputs go by default. The reduced matrix in real processes runs in the
+guarantees notebook too (tests/test_notebooks.py), its report's assertions with it."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from onceflow.cli import EXIT_FAILED, EXIT_OK, main
+from onceflow.cli import EXIT_FAILED, EXIT_OK, main, parser
 from onceflow.testing.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, ROOT
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
-
 JOB = str(ROOT / "jobs" / "payments_exactly_once_transactional.yaml")
+ONCEFLOW = str(Path(sys.executable).with_name("onceflow"))
 # two batches, the crash in the first: the least work that still shows every crash point
 # (after_commit of batch 0 fires as batch 1 begins)
 SMALL = ["--records", "60", "--batches", "2", "--crash-batch", "0", "--parallel", "2"]
+PROGRESS = re.compile(
+    r"^\[(\d+)/(\d+)\] exactly-once:transactional (\w+)@0: held \(lost 0, duplicated 0, "
+    r"balance drift 0\.00\) \d+s( — about \d+ (s|min) left)?$"
+)
 
 
 def prove(tmp_path: Path, *args: str, job: str = JOB) -> tuple[int, list[dict[str, object]], str]:
@@ -44,6 +55,8 @@ def prove(tmp_path: Path, *args: str, job: str = JOB) -> tuple[int, list[dict[st
     return code, json.loads(report.read_text()), markdown.read_text()
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_checkpoint_faults(tmp_path: Path) -> None:
     # fresh_checkpoint is caught in process (test_guarantee_mechanics.py); these two need
     # a real second process and a real restart
@@ -55,6 +68,8 @@ def test_checkpoint_faults(tmp_path: Path) -> None:
     assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 def test_the_harness_catches_an_unguarded_exactly_once_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,6 +83,8 @@ def test_the_harness_catches_an_unguarded_exactly_once_writer(
     assert row["duplicated"] == 30  # batch 0 written twice
 
 
+@pytest.mark.chaos
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_prove_a_postgres_job(tmp_path: Path, postgres: LocalPostgres) -> None:
     """Killed while staging and after both tables committed: still every payment once.
@@ -96,3 +113,214 @@ def test_prove_a_postgres_job(tmp_path: Path, postgres: LocalPostgres) -> None:
             0.0,
         ), row
         assert row["delivered"] == 60
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_quick_prints_a_line_per_scenario_and_a_whole_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, markdown = tmp_path / "report.json", tmp_path / "report.md"
+    code = main(
+        ["prove", JOB, "--env", "test", "--quick", "--work-dir", str(tmp_path / "work"),
+         "--json", str(report), "--markdown", str(markdown)]
+    )  # fmt: skip
+    shown = capsys.readouterr().out.splitlines()
+    assert code == EXIT_OK, shown
+    progress = [m for m in map(PROGRESS.match, shown) if m]
+    # one line per scenario as it finished, the estimate on all but the last
+    assert [(m[1], m[2]) for m in progress] == [("1", "2"), ("2", "2")], shown
+    assert progress[0][4] and not progress[1][4], shown
+    assert sorted(m[3] for m in progress) == ["after_write", "before_write"]
+    rows = json.loads(report.read_text())  # whole: the plain list of rows
+    assert [(r["crash_point"], r["expected"], r["kills"]) for r in rows] == [
+        ("before_write", 60, 1),
+        ("after_write", 60, 1),
+    ]
+    assert all(r["promise_held"] for r in rows)
+    assert "PARTIAL" not in markdown.read_text()
+
+
+def _processes_naming(text: str) -> dict[int, int]:
+    """pid -> process group of every live process (no zombie) whose command line holds
+    ``text``."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
+        except (OSError, UnicodeDecodeError):
+            continue  # not a process, or one that just ended
+        state, _, group = stat[stat.rindex(")") + 2 :].split()[:3]
+        if text in cmdline and state != "Z":
+            found[int(entry.name)] = int(group)
+    return found
+
+
+def _in_groups(groups: set[int]) -> list[int]:
+    """The live processes (no zombie) of ``groups``: a job's JVM is in its Python's group."""
+    alive = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _, group = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(group) in groups and state != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
+def _first_progress_line(process: subprocess.Popen[str], timeout: float) -> list[str]:
+    """What ``process`` printed up to its first progress line."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while not (lines and lines[-1].startswith("[1/")):
+            assert time.monotonic() < deadline, lines
+            if selector.select(timeout=5):
+                line = process.stdout.readline()
+                assert line, ("prove ended before any scenario finished", lines)
+                lines.append(line.rstrip("\n"))
+    return lines
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_an_interrupted_prove_stops_its_jobs_and_leaves_a_partial_report(
+    tmp_path: Path,
+) -> None:
+    work, report, markdown = tmp_path / "work", tmp_path / "report.json", tmp_path / "report.md"
+    process = subprocess.Popen(
+        [ONCEFLOW, "prove", JOB, "--env", "test", "--quick", "--parallel", "1",
+         "--work-dir", str(work), "--json", str(report), "--markdown", str(markdown)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so that a failed test can still kill what it left
+    )  # fmt: skip
+    groups: set[int] = set()
+    try:
+        shown = _first_progress_line(process, timeout=900)
+        # the second scenario's job process is running by now, or soon
+        deadline = time.monotonic() + 120
+        while not groups and time.monotonic() < deadline:
+            children = _processes_naming(str(work))
+            children.pop(process.pid, None)
+            groups = set(children.values()) - {process.pid}
+            time.sleep(0.2)
+        assert groups, "no job process of the second scenario was seen running"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=180)
+    finally:
+        for group in {process.pid, *groups}:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
+    assert process.returncode == 130, (out, err)
+    assert "Traceback" not in out + err, err
+    assert err.splitlines()[-1].startswith(
+        "onceflow prove: interrupted by SIGINT after 1 of 2 scenario(s) finished; "
+        "1 running job process(es) killed; partial report: "
+    ), err
+    assert not [line for line in out.splitlines() if line.startswith("[2/")], [*shown, out]
+    partial = json.loads(report.read_text())
+    assert (partial["partial"], partial["finished"], partial["scenarios"]) == (True, 1, 2)
+    (row,) = partial["rows"]
+    assert (row["crash_point"], row["promise_held"]) == ("before_write", True)
+    assert "PARTIAL" in markdown.read_text()
+    # no job process outlives it: not the Python ones, nor the JVMs in their groups
+    deadline = time.monotonic() + 30
+    while (_processes_naming(str(work)) or _in_groups(groups)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_naming(str(work)) == {}
+    assert _in_groups(groups) == []
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_sigterm_while_the_first_jobs_run_kills_them_and_exits_143(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM before any scenario finished: both scenarios' job processes
+    die with the run, and the report is partial with no row."""
+    work, report = tmp_path / "work", tmp_path / "report.json"
+    process = subprocess.Popen(
+        [ONCEFLOW, "prove", JOB, "--env", "test", *SMALL, "--crash-points",
+         "before_write,after_write", "--work-dir", str(work), "--json", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    groups: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while len(groups) < 2 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            children = _processes_naming(f"{work}/")
+            children.pop(process.pid, None)
+            groups = set(children.values())
+            time.sleep(0.2)
+        assert len(groups) == 2, "the two scenarios' job processes were not seen running"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=180)
+    finally:
+        for group in {process.pid, *groups}:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert "interrupted by SIGTERM after 0 of 2 scenario(s) finished" in err.splitlines()[-1]
+    assert json.loads(report.read_text())["rows"] == []
+    assert _processes_naming(str(work)) == {} and _in_groups(groups) == []
+
+
+def test_a_failed_job_process_stops_the_run_and_leaves_a_partial_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every job process dies at start-up (a ``sitecustomize`` that exits 3): the first
+    scenario fails, the run stops there and says so, and the report is marked partial."""
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    (failing / "sitecustomize.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(failing), os.environ.get("PYTHONPATH", "")])
+    )
+    report = tmp_path / "report.json"
+    code = main(
+        ["prove", JOB, "--env", "test", *SMALL, "--parallel", "1",
+         "--crash-points", "before_write,after_write",
+         "--work-dir", str(tmp_path / "work"), "--json", str(report)]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED, err
+    assert "exit status 3, expected -9" in err
+    assert "a scenario's run failed after 0 of 2 scenario(s) finished" in err
+    partial = json.loads(report.read_text())
+    assert (partial["partial"], partial["rows"]) == (True, [])
+
+
+def test_prove_outputs_default_under_state() -> None:
+    """Work dir state/prove/<job>, a bare --json / --markdown under state/prove-report/,
+    and --quick's small matrix unless an option says otherwise."""
+    from onceflow.cli.proving import _report_path, _settings
+
+    job = "jobs/payments_at_least_once.yaml"
+    args = parser().parse_args(["prove", job, "--quick", "--records", "100", "--json"])
+    settings = _settings(args)
+    assert settings.work_dir == Path("state/prove/payments_at_least_once")
+    assert _report_path(args.json, args.job, ".json") == Path(
+        "state/prove-report/payments_at_least_once.json"
+    )
+    assert _report_path(args.markdown, args.job, ".md") is None
+    quick = (settings.crash_points, settings.batches, settings.crash_batch, settings.parallel)
+    assert quick == (("before_write", "after_write"), 2, 0, 2)
+    assert settings.records == 100  # given explicitly: it wins over the preset
+    whole = _settings(parser().parse_args(["prove", job]))
+    assert (len(whole.crash_points), whole.records, whole.parallel) == (4, 400, 1)

@@ -18,7 +18,9 @@ problems:
   GUARANTEE_CHECKPOINT_MISMATCH).
 
 It also counts Kafka offsets the job skipped as gone (``failOnDataLoss: false``), from the
-metrics lines it keeps.
+metrics lines it keeps, and says whether the job runs now: whether a live process holds
+its checkpoint lock, or a lock was left by one that is gone (which the next start takes
+over, as the lock's own rules decide: ``onceflow.guarantees.lock``).
 """
 
 from __future__ import annotations
@@ -40,10 +42,18 @@ from onceflow.guarantees import (
     read_identity,
 )
 from onceflow.guarantees.identity import differences_from
+from onceflow.guarantees.lock import LockHolder, inspect_lock
 from onceflow.observe import read_metrics
 from onceflow.sinks.base import build_sink
+from onceflow.storage import onceflow_state
 
-__all__ = ["JobStatus", "SinkStatus", "job_status", "render_status", "sink_verdict"]
+__all__ = [
+    "JobStatus",
+    "SinkStatus",
+    "job_status",
+    "render_status",
+    "sink_verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class JobStatus:
     skipped_offsets: dict[str, Any] | None = None
     sinks: list[SinkStatus] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # whether a process runs the job now (holds its checkpoint lock): True, False, or None
+    # when the lock cannot be read; ``lock`` is None when there is no lock at all
+    running: bool | None = False
+    lock: LockHolder | None = None
 
     @property
     def healthy(self) -> bool:
@@ -116,6 +130,7 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
                 f"the checkpoint belongs to job '{recorded.get('job')}' "
                 f"({'; '.join(differences)}): the next start is refused",
             )
+    running, lock = _liveness(spark, spec)
     return JobStatus(
         job=spec.name,
         guarantee=spec.guarantee.value,
@@ -129,6 +144,49 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
         skipped_offsets=_skipped(metrics),
         sinks=sinks,
         problems=problems,
+        running=running,
+        lock=lock,
+    )
+
+
+def _liveness(spark: SparkSession, spec: JobSpec) -> tuple[bool | None, LockHolder | None]:
+    """Whether a process runs the job now, and the lock that says so. On this host the
+    holder's process is looked up; on another, a heartbeat within the stale window is all
+    there is to go by."""
+    stale_after = spec.locks.stale_after_seconds
+    lock = inspect_lock(spark, onceflow_state(spec.checkpoint), stale_after)
+    if lock is None:
+        return False, None
+    if lock.pid is None and lock.host is None:
+        return None, lock
+    return (lock.stale is None if lock.alive is None else lock.alive), lock
+
+
+def running_line(status: JobStatus) -> str:
+    """The status's ``running`` line: ``yes (pid 1234 on host, since ...)``, ``no``, or
+    ``no — a lock was left by pid 1234, which is gone; the next run takes it over``."""
+    lock = status.lock
+    if lock is None:
+        return "no"
+    if lock.pid is None and lock.host is None:
+        return f"unknown — its lock file {lock.stale}; the next run replaces it"
+    who = f"pid {lock.pid}" + ("" if lock.job == status.job else f" of job '{lock.job}'")
+    age = lock.heartbeat_age_seconds
+    beat = "no heartbeat" if age is None else f"heartbeat {age:.0f}s ago"
+    if lock.stale is None:
+        if lock.alive:
+            return f"yes ({who} on {lock.host}, since {lock.since or '?'}, {beat})"
+        return f"yes, by its lock ({who} on {lock.host}, another host: {beat})"
+    if lock.alive:
+        return (
+            f"stalled — {who} on {lock.host} runs, but its lock was {lock.stale}; the "
+            "next run takes it over, and this one stops before its next write"
+        )
+    if lock.alive is False:
+        reused = "" if lock.stale.endswith("gone") else " (its pid is another process's now)"
+        return f"no — a lock was left by {who}, which is gone{reused}; the next run takes it over"
+    return (
+        f"no — a lock was left by {who} on {lock.host} ({lock.stale}); the next run takes it over"
     )
 
 
@@ -265,6 +323,7 @@ def render_status(status: JobStatus) -> str:
 
     lines = [
         f"job '{status.job}' ({status.guarantee}), checkpoint {status.checkpoint}",
+        f"  running         {running_line(status)}",
         f"  app id          {status.app_id or 'none yet (the job never started)'}",
         f"  last committed  {batch(status.last_committed)}",
     ]

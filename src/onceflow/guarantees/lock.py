@@ -22,6 +22,10 @@ An owner that finds its lock taken over, or could not renew it within the stale 
 has lost it: ``check`` raises GUARANTEE_LOCK_LOST from then on (the batch writer asks before
 every sink write), and ``on_lost`` is called once, from the heartbeat, so that an idle query
 stops too.
+
+``inspect_lock`` reads a lock without touching it (``onceflow status``): who holds it,
+whether that process still runs, and why the next start would take it over, judged by the
+same rules as ``acquire``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,14 @@ from onceflow.errors import GuaranteeError, first_line
 from onceflow.files import CheckpointFiles
 from onceflow.storage import onceflow_state
 
-__all__ = ["CheckpointLock", "process_start", "table_lock", "table_lock_folder"]
+__all__ = [
+    "CheckpointLock",
+    "LockHolder",
+    "inspect_lock",
+    "process_start",
+    "table_lock",
+    "table_lock_folder",
+]
 
 _LOCK = "lock"
 _UNREADABLE_SECONDS = 2.0
@@ -281,30 +292,110 @@ def _pause(seconds: float) -> None:
 
 
 def _is_stale(holder: dict[str, object], stale_after: float) -> bool:
-    """True when the holder is gone: its heartbeat is older than ``stale_after`` seconds,
-    or it ran on this host and its process is gone, or its pid is another process's now."""
-    if _age(holder) > stale_after:
-        return True
+    """True when the holder is gone (``_stale_reason``)."""
+    return _stale_reason(holder, stale_after) is not None
+
+
+def _stale_reason(holder: dict[str, object], stale_after: float) -> str | None:
+    """Why the holder is gone, for a person: its heartbeat is older than ``stale_after``
+    seconds, or it ran on this host and its process is gone, or its pid is another
+    process's now. None when it is not gone."""
+    age = _age(holder)
+    if age > stale_after:
+        if age == float("inf"):
+            return "it records no heartbeat"
+        return f"not renewed for {age:.0f}s, past its stale window of {stale_after:g}s"
     if holder.get("host") != socket.gethostname():
-        return False
+        return None
     pid = holder.get("pid")
     if not isinstance(pid, int):
-        return True
-    started = holder.get("start")
+        return "it names no process"
     if pid == os.getpid():
         # ours, from a query of this process that has ended (or a reused pid: not running
         # queries of ours, either way)
-        return True
+        return "it is this process's own, from a query that has ended"
+    runs = _process_runs(pid, holder.get("start"))
+    if runs is None:
+        return f"pid {pid} is another process now"
+    return None if runs else f"pid {pid} is gone"
+
+
+def _process_runs(pid: int, started: object) -> bool | None:
+    """True when ``pid`` runs and is the process that started at ``started`` (ticks since
+    boot, if recorded); False when no process has that pid; None when another one does."""
     running = process_start(pid)
     if running is None:
         try:
             os.kill(pid, 0)  # no /proc: ask the kernel whether the pid exists at all
         except ProcessLookupError:
-            return True
-        except PermissionError:
             return False
-        return False
-    return isinstance(started, int) and started != running
+        except PermissionError:
+            pass  # another user's process: it exists
+        return True
+    return None if isinstance(started, int) and started != running else True
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who a lock names, and what can be told of that process from here.
+
+    Attributes:
+        job, host, pid: as the lock names them; all None when it cannot be read.
+        since: when the holder's process started, ISO 8601 local time (this host, alive).
+        heartbeat_age_seconds: since the holder last wrote the lock; None if it never did.
+        alive: the holder's process runs (this host only: its pid, and its start time when
+            recorded); None when it ran on another host, or the lock cannot be read.
+        stale: why the next start takes the lock over, as ``acquire`` judges it; None when
+            the next start would be refused.
+    """
+
+    job: str | None
+    host: str | None
+    pid: int | None
+    since: str | None
+    heartbeat_age_seconds: float | None
+    alive: bool | None
+    stale: str | None
+
+
+def inspect_lock(spark: SparkSession, folder: str, stale_after: float) -> LockHolder | None:
+    """The holder of the lock in ``folder`` (a checkpoint's: ``onceflow_state(checkpoint)``),
+    or None when there is no lock. Reads only: takes, renews and removes nothing."""
+    files = CheckpointFiles(spark, folder)
+    holder = _read_holder(files)  # waits out a lock caught while being written
+    if holder is None:
+        if files.read(_LOCK) is None:
+            return None
+        return LockHolder(None, None, None, None, None, None, "cannot be read")
+    job, host, pid, age = holder.get("job"), holder.get("host"), holder.get("pid"), _age(holder)
+    alive, since = None, None
+    if host == socket.gethostname() and isinstance(pid, int):
+        alive = _process_runs(pid, holder.get("start")) is True
+        started = _started_at(pid) if alive else None
+        if started is not None:
+            since = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))
+    return LockHolder(
+        job=job if isinstance(job, str) else None,
+        host=host if isinstance(host, str) else None,
+        pid=pid if isinstance(pid, int) else None,
+        since=since,
+        heartbeat_age_seconds=None if age == float("inf") else round(age, 1),
+        alive=alive,
+        stale=_stale_reason(holder, stale_after),
+    )
+
+
+def _started_at(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since the epoch (Linux: boot time + its ticks)."""
+    ticks = process_start(pid)
+    try:
+        stat = Path("/proc/stat").read_text()
+    except OSError:
+        return None
+    boot = next((line.split()[1] for line in stat.splitlines() if line.startswith("btime ")), None)
+    if ticks is None or boot is None:
+        return None
+    return int(boot) + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _age(holder: dict[str, object]) -> float:

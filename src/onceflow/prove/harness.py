@@ -1,132 +1,98 @@
-"""The prove harness: run a job as real processes, kill them, restart, count.
+"""The prove harness: every scenario of a ``ProveSettings``, ``parallel`` at a time.
 
-For each guarantee x crash point it feeds a fresh workload of uniquely numbered payments
-to the job's source (files or Kafka), runs the job as a separate OS process the way
-``spark-submit`` would (``onceflow.prove.child``: ``onceflow run`` with the crash plan
-handed over explicitly), lets it SIGKILL its own process group (Python and JVM) at the
-crash point of the chosen batch, optionally kills it at random moments too, restarts it on the
-same checkpoint until it drains (``availableNow``), then reads the sinks independently and
-checks what the guarantee promises.
-
-Checkpoint faults are scenarios too: ``deleted_commit`` (the latest ``commits/N`` removed
-after a clean run, so batch N replays), ``second_instance`` (a second process on the same
-checkpoint while the first runs: it must refuse) and ``fresh_checkpoint`` (a new checkpoint
-against the filled sinks: it must refuse).
+Each scenario (``onceflow.prove.scenario``) crashes the job's real processes at one point
+under one guarantee and counts what reached the sinks. The harness runs them on a thread
+pool and tells ``on_done`` of each one as it finishes, with an estimate of the time left.
+A run stopped early (an interrupt in the calling thread, or a scenario's run that failed)
+kills every job process it started, starts no other, and raises ``ProveStopped`` with the
+rows of the scenarios that finished, so that a partial report can still be written.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 
-from onceflow.config import Guarantee, JobSpec, is_uri, join_path, kinds, load_job
-from onceflow.config.kinds import load_reference
+from onceflow.config import Guarantee, JobSpec, is_uri
 from onceflow.errors import ConfigError
-from onceflow.prove.crash import CrashPoint
-from onceflow.prove.promises import PROMISES, promise_held
-from onceflow.prove.verify import Delivery, measure_delivery
-from onceflow.prove.workload import payments
+from onceflow.prove.processes import JobProcesses
+from onceflow.prove.scenario import (
+    CHECKPOINT_FAULTS,
+    ProveRow,
+    ProveRunFailed,
+    ProveSettings,
+    Scenario,
+    check_points,
+    load_spec,
+)
 
-__all__ = ["CHECKPOINT_FAULTS", "ProveRow", "ProveRunFailed", "ProveSettings", "prove"]
-
-CHECKPOINT_FAULTS = ("deleted_commit", "second_instance", "fresh_checkpoint")
-_KILLED = -signal.SIGKILL
-
-
-class ProveRunFailed(RuntimeError):
-    """A scenario's job process did not do what the scenario needs (exit status, time)."""
-
-    def __init__(self, scenario: str, problem: str, log: str) -> None:
-        super().__init__(f"prove scenario {scenario}: {problem}; last lines of its log:\n{log}")
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One job process and its log."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, Python and JVM alike."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+__all__ = [
+    "CHECKPOINT_FAULTS",
+    "ProveRow",
+    "ProveRunFailed",
+    "ProveSettings",
+    "ProveStopped",
+    "ScenarioDone",
+    "count_scenarios",
+    "prove",
+]
 
 
 @dataclass(frozen=True)
-class ProveSettings:
-    """What ``onceflow prove`` was asked to do."""
+class ScenarioDone:
+    """One scenario finished, told as the run goes (``prove``'s ``on_done``)."""
 
-    job_file: Path
-    work_dir: Path
-    env: str | None = None
-    overrides: tuple[str, ...] = ()
-    conf_dir: Path | None = None
-    guarantees: tuple[str, ...] = ()  # empty: the job's own; "exactly-once:merge" picks one
-    crash_points: tuple[str, ...] = tuple(p.value for p in CrashPoint)
-    random_kills: int = 0
-    records: int = 400
-    batches: int = 4
-    crash_batch: int = 1
-    seed: int = 7
-    timeout: float = 600.0
-    parallel: int = 1  # scenarios at once; each is its own set of processes
-    # checkpoints and sinks under <storage_root>/<scenario> (an hdfs:// or s3a:// URI, say)
-    # instead of the work dir; the generated input stays on local disk
-    storage_root: str | None = None
+    finished: int  # scenarios finished so far, this one included
+    total: int
+    label: str  # the guarantee and the crash point, e.g. "exactly-once:merge mid_write@1"
+    row: ProveRow
+    seconds: float  # this scenario's own wall time
+    mean_seconds: float  # over every scenario finished so far
+    parallel: int
+
+    @property
+    def seconds_left(self) -> float:
+        """The mean time of a finished scenario x the scenarios left / how many run at once
+        (never more at once than are left: the last one alone takes its whole time)."""
+        left = self.total - self.finished
+        return self.mean_seconds * left / max(1, min(self.parallel, left))
 
 
-@dataclass
-class ProveRow:
-    """One scenario's outcome; the field names are the report's columns."""
+class ProveStopped(RuntimeError):
+    """``prove`` ended before every scenario finished: interrupted (the exception raised
+    in the calling thread, e.g. KeyboardInterrupt, is its ``__cause__``) or a scenario's
+    run failed (a ``ProveRunFailed`` cause). Every job process it started is dead by then.
 
-    guarantee: str
-    strategy: str
-    crash_point: str
-    kills: int
-    expected: int
-    delivered: int
-    lost: int
-    duplicated: int
-    balance_drift: float | None
-    promise: str
-    promise_held: bool
-    note: str = field(default="", compare=False)
+    Attributes:
+        rows: the finished scenarios' rows, in the order of the scenario list.
+        total: how many scenarios there were.
+        killed: how many job processes (groups) were still running and were killed.
+    """
 
-    def as_report(self) -> dict[str, object]:
-        """The JSON/Markdown row: exactly the documented fields."""
-        return {
-            "guarantee": self.guarantee,
-            "strategy": self.strategy,
-            "crash_point": self.crash_point,
-            "kills": self.kills,
-            "expected": self.expected,
-            "delivered": self.delivered,
-            "lost": self.lost,
-            "duplicated": self.duplicated,
-            "balance_drift": self.balance_drift,
-            "promise": self.promise,
-            "promise_held": self.promise_held,
-        }
+    def __init__(self, rows: list[ProveRow], total: int, killed: int) -> None:
+        super().__init__(f"prove stopped after {len(rows)} of {total} scenario(s)")
+        self.rows = rows
+        self.total = total
+        self.killed = killed
 
 
-def prove(settings: ProveSettings) -> list[ProveRow]:
-    """Run every scenario of ``settings`` and return one row each."""
-    base = _load(settings, [])
+def prove(
+    settings: ProveSettings, on_done: Callable[[ScenarioDone], None] | None = None
+) -> list[ProveRow]:
+    """Run every scenario of ``settings`` and return one row each, in scenario order
+    (guarantees, then crash points, as given).
+
+    ``on_done`` is called in the calling thread as each scenario finishes, in the order
+    they finish.
+
+    Raises:
+        ConfigError: a scenario the settings cannot make (checked before any starts).
+        ProveStopped: the run ended early (see there); anything raised in the calling
+            thread meanwhile (KeyboardInterrupt, a signal handler's exception) or by a
+            failed scenario (``ProveRunFailed``) is its cause.
+    """
+    base = load_spec(settings, [])
     if settings.storage_root and is_uri(settings.storage_root):
         local_only = sorted(set(settings.crash_points) & {"deleted_commit", "second_instance"})
         if local_only:
@@ -137,10 +103,47 @@ def prove(settings: ProveSettings) -> list[ProveRow]:
                 "with --storage-root on remote storage use the crash points and random",
             )
     guarantees = settings.guarantees or (_label(base),)
-    points = [*settings.crash_points, *(["random"] if settings.random_kills else [])]
-    scenarios = [_Scenario(settings, g, point) for g in guarantees for point in points]
-    with ThreadPoolExecutor(max_workers=max(1, settings.parallel)) as pool:
-        return list(pool.map(_Scenario.run, scenarios))
+    points = _points(settings)
+    check_points(points)  # a typo is refused before any scenario starts
+    _check_guarantees(settings, guarantees)
+    processes = JobProcesses()
+    scenarios = [Scenario(settings, processes, g, p) for g in guarantees for p in points]
+    parallel = max(1, settings.parallel)
+    rows: dict[int, ProveRow] = {}
+    seconds = 0.0
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="prove")
+    try:
+        started: dict[Future[tuple[ProveRow, float]], int] = {
+            pool.submit(scenario.timed): index for index, scenario in enumerate(scenarios)
+        }
+        for future in as_completed(started):
+            row, took = future.result()  # a failed scenario's ProveRunFailed stops the run
+            index = started[future]
+            rows[index] = row
+            seconds += took
+            if on_done is not None:
+                count = len(rows)
+                mean = seconds / count
+                label = scenarios[index].label
+                on_done(ScenarioDone(count, len(scenarios), label, row, took, mean, parallel))
+    except BaseException as exc:
+        # whatever ends the wait (Ctrl-C, SIGTERM's handler, a failed scenario) must not
+        # leave job processes running: their own process groups never hear the terminal
+        killed = processes.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        done = [rows[index] for index in sorted(rows)]
+        raise ProveStopped(done, len(scenarios), killed) from exc
+    pool.shutdown()
+    return [rows[index] for index in sorted(rows)]
+
+
+def count_scenarios(settings: ProveSettings) -> int:
+    """How many scenarios ``prove(settings)`` runs: guarantees x crash points."""
+    return max(1, len(settings.guarantees)) * len(_points(settings))
+
+
+def _points(settings: ProveSettings) -> list[str]:
+    return [*settings.crash_points, *(["random"] if settings.random_kills else [])]
 
 
 def _label(spec: JobSpec) -> str:
@@ -149,223 +152,15 @@ def _label(spec: JobSpec) -> str:
     return spec.guarantee.value
 
 
-def _guarantee_overrides(label: str) -> list[str]:
-    name, _, strategy = label.partition(":")
-    guarantee = Guarantee(name)
-    if guarantee is not Guarantee.EXACTLY_ONCE:
-        return [f"guarantee={guarantee.value}", "strategy=null"]
-    return [f"guarantee={guarantee.value}", f"strategy={strategy or 'null'}"]
-
-
-def _load(settings: ProveSettings, extra: Sequence[str]) -> JobSpec:
-    return load_job(
-        settings.job_file,
-        env=settings.env,
-        overrides=[*settings.overrides, *extra],
-        conf_dir=settings.conf_dir,
-    ).spec
-
-
-class _Scenario:
-    def __init__(self, settings: ProveSettings, guarantee: str, point: str) -> None:
-        self.settings = settings
-        self.guarantee = guarantee
-        self.point = point
-        self.name = f"{guarantee.replace(':', '-')}--{point}"
-        self.root = (settings.work_dir / self.name).resolve()
-        self.runs = 0
-        self.rng = random.Random(f"{settings.seed}/{self.name}")  # noqa: S311 - not crypto
-        storage = join_path(settings.storage_root, self.name) if settings.storage_root else None
-        self.overrides = [
-            f"storage.root={storage or self.root}",
-            *_guarantee_overrides(guarantee),
-            "trigger.available_now=true",
-            "trigger.once=false",
-            "trigger.processing_time=null",
-        ]
-
-    # -- set-up -------------------------------------------------------------------------
-    def _feed(self, spec: JobSpec) -> list[str]:
-        """Feed the workload to the job's source, through its kind, a batch's worth at a
-        time; the overrides that point the job at it."""
-        s = self.settings
-        feed = kinds().source(spec.source.kind).feed
-        if feed is None:
+def _check_guarantees(settings: ProveSettings, labels: Sequence[str]) -> None:
+    """Raise CONFIG_UNSUPPORTED naming the first label that is no guarantee (a strategy
+    the job cannot take is refused when its scenario loads it)."""
+    known = {g.value for g in Guarantee}
+    for label in labels:
+        if label.partition(":")[0] not in known:
             raise ConfigError(
                 "CONFIG_UNSUPPORTED",
-                file=str(self.settings.job_file),
-                problem=f"onceflow prove cannot feed a {spec.source.kind} source (its kind "
-                "declares no feed); it feeds files and kafka sources",
+                file=str(settings.job_file),
+                problem=f"onceflow prove --guarantees {label}: not a guarantee; one of "
+                f"{', '.join(sorted(known))} (exactly-once:<strategy> picks a strategy)",
             )
-        records = [p.as_record() for p in payments(s.records, seed=s.seed)]
-        per_batch, extra = divmod(len(records), s.batches)
-        batches, start = [], 0
-        for index in range(s.batches):
-            size = per_batch + (1 if index < extra else 0)
-            batches.append(records[start : start + size])
-            start += size
-        overrides: list[str] = load_reference(feed)(spec.source, batches, self.root)
-        return overrides
-
-    def _own_tables(self, spec: JobSpec) -> list[str]:
-        """Sinks whose kind says so get a copy of their own per scenario (a database table
-        ``<table>_p<tag>``), emptied first: scenarios run side by side against one server,
-        and a rerun starts clean."""
-        tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
-        overrides: list[str] = []
-        for sink in spec.sinks:
-            isolate = kinds().sink(sink.kind).isolate
-            if isolate is not None:
-                overrides += load_reference(isolate)(spec, sink, tag)
-        return overrides
-
-    # -- processes ----------------------------------------------------------------------
-    def _command(self, crash: str | None, extra: Sequence[str] = ()) -> list[str]:
-        """The job's process: ``onceflow run``, with the crash plan given to it explicitly
-        (``onceflow.prove.child``; a production run has no way to take one)."""
-        s = self.settings
-        command = [sys.executable, "-m", "onceflow.prove.child", "run", str(s.job_file)]
-        if crash:
-            command += ["--crash", crash]
-        if s.env:
-            command += ["--env", s.env]
-        if s.conf_dir:
-            command += ["--conf-dir", str(s.conf_dir)]
-        for override in [*s.overrides, *self.overrides, *extra]:
-            command += ["--set", override]
-        return command
-
-    def _spawn(self, crash: str | None = None, extra: Sequence[str] = ()) -> _Run:
-        self.runs += 1
-        log = self.root / f"run-{self.runs}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - our own command line
-                self._command(crash, extra),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the job's own group: its crash kills it, not us
-            )
-        return _Run(process, log)
-
-    def _wait(self, run: _Run) -> int:
-        try:
-            return run.process.wait(self.settings.timeout)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            raise ProveRunFailed(
-                self.name, f"a run took longer than {self.settings.timeout:.0f}s", run.tail()
-            ) from None
-
-    def _expect(self, run: _Run, wanted: int, what: str) -> None:
-        code = self._wait(run)
-        if code != wanted:
-            raise ProveRunFailed(
-                self.name, f"{what}: exit status {code}, expected {wanted}", run.tail()
-            )
-
-    def _refused(self, run: _Run, error_class: str) -> bool:
-        """True when ``run`` stopped with exit 1 and ``error_class`` in its output."""
-        return self._wait(run) == 1 and error_class in run.tail(400)
-
-    def _drain(self, extra: Sequence[str] = ()) -> None:
-        self._expect(self._spawn(extra=extra), 0, "the restart that drains")
-
-    # -- scenarios ----------------------------------------------------------------------
-    def run(self) -> ProveRow:
-        self.root.mkdir(parents=True, exist_ok=True)
-        spec = _load(self.settings, self.overrides)
-        self.overrides += self._feed(spec) + self._own_tables(spec)
-        spec = _load(self.settings, self.overrides)
-        kills, refused = 0, True
-        if self.point in {p.value for p in CrashPoint}:
-            crash = f"{self.point}@{self.settings.crash_batch}:kill"
-            self._expect(self._spawn(crash=crash), _KILLED, f"the run crashing at {self.point}")
-            kills = 1
-            self._drain()
-        elif self.point == "random":
-            kills = self._random_kills()
-            self._drain()
-        elif self.point == "deleted_commit":
-            self._drain()
-            self._delete_latest_commit(spec)
-            self._drain()
-        elif self.point == "second_instance":
-            refused = self._second_instance(spec)
-            kills = 1
-            self._drain()
-        elif self.point == "fresh_checkpoint":
-            self._drain()
-            fresh = [f"checkpoint={self.root / 'a-fresh-checkpoint'}"]
-            refused = self._refused(self._spawn(extra=fresh), "GUARANTEE_FOREIGN_SINK")
-        else:
-            raise ConfigError(
-                "CONFIG_BAD_OVERRIDE",
-                override=f"--crash-points {self.point}",
-                problem="one of before_write, mid_write, after_write, after_commit, random, "
-                + ", ".join(CHECKPOINT_FAULTS),
-            )
-        return self._row(spec, kills, refused)
-
-    def _random_kills(self) -> int:
-        kills = 0
-        for _ in range(self.settings.random_kills):
-            run = self._spawn()
-            try:
-                run.process.wait(self.rng.uniform(4.0, 30.0))
-            except subprocess.TimeoutExpired:
-                run.kill()
-                kills += 1
-                continue
-            self._expect(run, 0, "a run between random kills")
-            break  # it drained before the kill came
-        return kills
-
-    def _delete_latest_commit(self, spec: JobSpec) -> None:
-        commits = Path(spec.checkpoint) / "commits"
-        latest = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        latest.unlink()
-        (commits / f".{latest.name}.crc").unlink(missing_ok=True)
-
-    def _second_instance(self, spec: JobSpec) -> bool:
-        """A first instance that keeps running (processing-time trigger) holds the
-        checkpoint; a second must refuse. The first is then killed, like a node lost."""
-        first = self._spawn(
-            extra=["trigger.available_now=false", "trigger.processing_time=2 seconds"]
-        )
-        lock = Path(spec.checkpoint) / "onceflow" / "lock"
-        deadline = time.monotonic() + self.settings.timeout
-        while not lock.exists() and first.process.poll() is None:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        try:
-            return self._refused(self._spawn(), "GUARANTEE_CHECKPOINT_LOCKED")
-        finally:
-            first.kill()
-
-    # -- verdict ------------------------------------------------------------------------
-    def _row(self, spec: JobSpec, kills: int, refused: bool) -> ProveRow:
-        from onceflow.session import build_session
-
-        delivery: Delivery = measure_delivery(
-            build_session(spec), spec, self.settings.records, self.settings.seed
-        )
-        held = promise_held(spec.guarantee, delivery) and refused
-        strategy = spec.strategy.value if spec.strategy else "-"
-        note = "" if refused else "the run that had to be refused was not"
-        return ProveRow(
-            guarantee=spec.guarantee.value,
-            strategy=strategy if spec.guarantee is Guarantee.EXACTLY_ONCE else "-",
-            crash_point=self.point,
-            kills=kills,
-            expected=delivery.expected,
-            delivered=delivery.delivered,
-            lost=delivery.lost,
-            duplicated=delivery.duplicated,
-            balance_drift=float(delivery.balance_drift)
-            if delivery.balance_drift is not None
-            else None,
-            promise=PROMISES[spec.guarantee],
-            promise_held=held,
-            note=note,
-        )

@@ -1,15 +1,32 @@
-"""The guarantee report: a terminal table, JSON with the documented field names, Markdown,
-and a PNG of what was lost and duplicated (matplotlib, from the ``plots`` extra)."""
+"""The guarantee report: a progress line per finished scenario, a terminal table, JSON with
+the documented field names, Markdown, and a PNG of what was lost and duplicated
+(matplotlib, from the ``plots`` extra).
+
+A report of a run that stopped early is *partial* and says so: its Markdown title and
+verdict name how many scenarios finished of how many and why it stopped, and its JSON is
+an object ``{"partial": true, "reason", "finished", "scenarios", "rows": [...]}`` instead
+of the whole run's plain list of rows, so that a reader expecting the list fails instead of
+taking a few rows for the verdict.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from onceflow.prove.harness import ProveRow
+from onceflow.prove.harness import ProveRow, ScenarioDone
 
-__all__ = ["FIELDS", "to_json", "to_markdown", "to_png", "to_table"]
+__all__ = [
+    "FIELDS",
+    "Partial",
+    "progress_line",
+    "to_json",
+    "to_markdown",
+    "to_png",
+    "to_table",
+]
 
 FIELDS = (
     "guarantee",
@@ -24,6 +41,39 @@ FIELDS = (
     "promise",
     "promise_held",
 )
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A report of a run that stopped early: of how many scenarios, and why it stopped."""
+
+    scenarios: int
+    reason: str  # "interrupted by SIGINT", "a scenario's run failed"
+
+
+def progress_line(done: ScenarioDone) -> str:
+    """``[3/14] exactly-once mid_write@1: held (lost 0, duplicated 0) 31s — about 4 min
+    left``: one finished scenario, its verdict, its time and the estimate of the rest."""
+    row = done.row
+    counts = [f"lost {row.lost}", f"duplicated {row.duplicated}"]
+    if row.balance_drift is not None:
+        counts.append(f"balance drift {row.balance_drift:.2f}")
+    verdict = "held" if row.promise_held else "BROKEN"
+    note = f"; {row.note}" if row.note else ""
+    line = (
+        f"[{done.finished}/{done.total}] {done.label}: {verdict} ({', '.join(counts)}{note}) "
+        f"{done.seconds:.0f}s"
+    )
+    if done.finished < done.total:
+        line += f" — about {_about(done.seconds_left)} left"
+    return line
+
+
+def _about(seconds: float) -> str:
+    """A rough duration: ``40 s`` under a minute and a half, else whole minutes."""
+    if seconds < 90:
+        return f"{max(10, round(seconds / 10) * 10)} s"
+    return f"{round(seconds / 60)} min"
 
 
 def _cell(value: object) -> str:
@@ -46,20 +96,38 @@ def to_table(rows: Sequence[ProveRow]) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(rows: Sequence[ProveRow], title: str) -> str:
-    """A Markdown table of every field, and a one-line verdict."""
+def to_markdown(rows: Sequence[ProveRow], title: str, partial: Partial | None = None) -> str:
+    """A Markdown table of every field, and a one-line verdict; a ``partial`` report says
+    so in its title and verdict."""
     held = sum(row.promise_held for row in rows)
     header = "| " + " | ".join(FIELDS) + " |"
     rule = "|" + "---|" * len(FIELDS)
     body = ["| " + " | ".join(_cell(row.as_report()[f]) for f in FIELDS) + " |" for row in rows]
     verdict = f"{held} of {len(rows)} scenario(s) kept their promise."
+    if partial is not None:
+        title = f"{title} (PARTIAL: {len(rows)} of {partial.scenarios} scenarios)"
+        verdict = (
+            f"PARTIAL REPORT: {partial.reason}; {len(rows)} of {partial.scenarios} "
+            f"scenario(s) finished, the others were not run to the end. {verdict}"
+        )
     return "\n".join([f"# {title}", "", header, rule, *body, "", verdict, ""])
 
 
-def to_json(rows: Sequence[ProveRow], path: Path) -> None:
-    """Write the rows as a JSON list of objects with exactly ``FIELDS``."""
+def to_json(rows: Sequence[ProveRow], path: Path, partial: Partial | None = None) -> None:
+    """Write the rows as a JSON list of objects with exactly ``FIELDS``; a ``partial``
+    report as an object that says so, with the same rows under ``rows``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([row.as_report() for row in rows], indent=2) + "\n")
+    listed = [row.as_report() for row in rows]
+    report: object = listed
+    if partial is not None:
+        report = {
+            "partial": True,
+            "reason": partial.reason,
+            "finished": len(rows),
+            "scenarios": partial.scenarios,
+            "rows": listed,
+        }
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _scenario(row: ProveRow) -> str:
