@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -365,6 +366,38 @@ def test_produce_command_at_a_rate(kafka: LocalKafka, capsys: pytest.CaptureFixt
     assert code == EXIT_OK
     assert f"produced 100 payment(s) to {topic}" in capsys.readouterr().out
     assert elapsed >= 0.45  # 100 records at 200/s cannot take less than ~0.5 s
+
+
+def test_produce_creates_a_topic_the_broker_does_not_have(
+    kafka: LocalKafka, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's block: a fresh broker creates no topic on first use, so `produce` does
+    (3 partitions by default), once; a second produce appends to the same topic."""
+    from onceflow.cli import EXIT_OK, main
+
+    topic = f"fresh-{uuid.uuid4().hex[:8]}"
+    command = ["produce", "--bootstrap", kafka.bootstrap, "--topic", topic, "--records", "12"]
+    assert main(command) == EXIT_OK
+    assert f"created topic {topic} (3 partition(s))" in capsys.readouterr().out
+    assert main([*command, "--first-id", "13"]) == EXIT_OK
+    assert "created topic" not in capsys.readouterr().out
+    metadata = kafka.admin().list_topics(topic, timeout=30).topics[topic]
+    assert len(metadata.partitions) == 3
+    assert sum(high_watermarks(kafka, topic, 3)) == 24
+
+
+def high_watermarks(kafka: LocalKafka, topic: str, partitions: int) -> list[int]:
+    """Each partition's next offset: how many records it holds (none has aged out)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "probe", "log_level": 3})
+    try:
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        ]
+    finally:
+        consumer.close()
 
 
 def test_a_broker_that_cannot_start_says_why(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onceflow.cli.common import EXIT_OK
+from onceflow.cli.common import EXIT_OK, positive_int
 
 if TYPE_CHECKING:
     from onceflow.cli.common import Commands
@@ -18,18 +18,29 @@ def register(commands: Commands) -> None:
     """Add sample, produce, jars, pyfiles and entrypoint."""
     sample = commands.add_parser("sample", help="write the sample payments input")
     sample.add_argument("--out", type=Path, default=Path("data/sample/payments"))
-    sample.add_argument("--records", type=int, default=10_000)
-    sample.add_argument("--files", type=int, default=10)
+    sample.add_argument("--records", type=positive_int, default=10_000)
+    sample.add_argument("--files", type=positive_int, default=10)
     sample.add_argument("--seed", type=int, default=7)
     sample.set_defaults(handler=_sample)
 
     produce = commands.add_parser("produce", help="write the payments workload to Kafka")
     produce.add_argument("--bootstrap", required=True, help="host:port of a listener")
     produce.add_argument("--topic", required=True)
-    produce.add_argument("--records", type=int, default=10_000)
+    produce.add_argument("--records", type=positive_int, default=10_000)
     produce.add_argument("--rate", type=float, default=0.0, help="records/s; 0 = flat out")
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--first-id", type=int, default=1)
+    produce.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=3,
+        help="create the topic with this many partitions when it does not exist (default 3)",
+    )
+    produce.add_argument(
+        "--no-create-topic",
+        action="store_true",
+        help="never create the topic: fail if the broker has none of that name",
+    )
     produce.add_argument(
         "--client",
         action="append",
@@ -81,7 +92,10 @@ def _produce(args: argparse.Namespace) -> int:
         first_id=args.first_id,
         rate=args.rate,
         client=client,
+        partitions=None if args.no_create_topic else args.partitions,
     )
+    if result.created_topic:
+        print(f"created topic {args.topic} ({args.partitions} partition(s))")
     print(
         f"produced {result.records} payment(s) to {args.topic} in {result.seconds:.2f}s "
         f"({result.records_per_second:,.0f} records/s)"

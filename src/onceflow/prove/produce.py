@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from onceflow.prove.workload import payments
-from onceflow.sources.kafka.feed import produce_values
+from onceflow.sources.kafka.feed import ensure_topic, produce_values
 
 __all__ = ["ProduceResult", "produce_payments"]
 
@@ -22,6 +22,7 @@ class ProduceResult:
 
     records: int
     seconds: float
+    created_topic: bool = False
 
     @property
     def records_per_second(self) -> float:
@@ -38,16 +39,22 @@ def produce_payments(
     accounts: int = 50,
     rate: float = 0.0,
     client: Mapping[str, str] | None = None,
+    partitions: int | None = 3,
 ) -> ProduceResult:
     """Send ``count`` payments to ``topic`` and wait until every one is acknowledged.
 
     Args:
         rate: records per second; 0 sends as fast as the client allows.
         client: extra librdkafka settings (``security.protocol``, ``sasl.*``, ...).
+        partitions: create the topic with this many partitions when the broker has none of
+            that name (a broker need not create topics on first use, and onceflow's local
+            one does not); None never creates it.
 
     Raises:
-        SourceError: SOURCE_START_FAILED naming the topic when a record is refused.
+        SourceError: KAFKA_PRODUCE_FAILED naming the topic when it cannot be created or a
+            record is refused.
     """
+    created = partitions is not None and ensure_topic(bootstrap, topic, partitions, client)
     started = time.monotonic()
     sent = produce_values(
         bootstrap,
@@ -59,4 +66,4 @@ def produce_payments(
         rate=rate,
         client=client,
     )
-    return ProduceResult(sent, time.monotonic() - started)
+    return ProduceResult(sent, time.monotonic() - started, created)

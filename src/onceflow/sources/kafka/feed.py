@@ -17,7 +17,7 @@ from typing import Any
 from onceflow.errors import SourceError
 from onceflow.sources.kafka import KafkaSourceSpec
 
-__all__ = ["create_topic", "produce_batches", "produce_values"]
+__all__ = ["ensure_topic", "produce_batches", "produce_values"]
 
 PARTITIONS = 3
 
@@ -29,7 +29,7 @@ def produce_batches(
     to it from the start, about a batch's records per trigger."""
     bootstrap = spec.options["kafka.bootstrap.servers"]
     topic = f"onceflow-{place.name}-{int(time.time() * 1000)}".replace(":", "-")
-    create_topic(bootstrap, topic, PARTITIONS)
+    ensure_topic(bootstrap, topic, PARTITIONS)
     records = [record for batch in batches for record in batch]
     produce_values(
         bootstrap,
@@ -46,14 +46,33 @@ def produce_batches(
     ]
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Create ``topic`` and wait until the broker has it."""
+def ensure_topic(
+    bootstrap: str, topic: str, partitions: int, client: Mapping[str, str] | None = None
+) -> bool:
+    """Create ``topic`` with ``partitions`` unless the broker has it already; whether it was
+    created. A topic that exists is left as it is (its partitions are not changed).
+
+    Raises:
+        SourceError: KAFKA_PRODUCE_FAILED naming the topic when the broker cannot be
+            reached or refuses the topic.
+    """
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
-        topic
-    ].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3, **(client or {})})
+    future = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)], request_timeout=30
+    )[topic]
+    try:
+        future.result(40)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise SourceError(
+            "KAFKA_PRODUCE_FAILED", topic=topic, bootstrap=bootstrap, cause=error.str()
+        ) from None
+    return True
 
 
 def produce_values(
@@ -69,7 +88,7 @@ def produce_values(
     ``client``: extra librdkafka settings (``security.protocol``, ``sasl.*``, ...).
 
     Raises:
-        SourceError: SOURCE_START_FAILED naming the topic when a message is refused.
+        SourceError: KAFKA_PRODUCE_FAILED naming the topic when a message is refused.
     """
     from confluent_kafka import Producer
 
@@ -105,9 +124,9 @@ def produce_values(
     remaining = producer.flush(120)
     if failures or remaining:
         raise SourceError(
-            "SOURCE_START_FAILED",
-            job="produce",
-            source=f"kafka topic {topic}",
+            "KAFKA_PRODUCE_FAILED",
+            topic=topic,
+            bootstrap=bootstrap,
             cause=f"{len(failures)} record(s) refused, {remaining} unsent; first: "
             f"{failures[0] if failures else 'timeout'}",
         )

@@ -239,6 +239,8 @@ class LocalKafka(LocalService):
             "bootstrap": self.bootstrap,
             "sasl_bootstrap": self.sasl_bootstrap,
             "ports": asdict(self.ports),
+            # what the Kafka jobs read (jobs/payments_kafka.yaml): `make kafka-env` exports it
+            "env": {"KAFKA_BOOTSTRAP": self.bootstrap},
             "home": str(self.home),
             "log": str(self.log),
         }
