@@ -100,11 +100,15 @@ def onceflow_kafka(
     tmp_path_factory: pytest.TempPathFactory,
     onceflow_kafka_users: list[KafkaUser],
 ) -> Iterator[LocalKafka]:
-    """A real single-node Kafka broker (KRaft) on free loopback ports."""
+    """A real single-node Kafka broker (KRaft) on free loopback ports; its plaintext
+    listener in ``KAFKA_BOOTSTRAP``, which the Kafka jobs read
+    (``kafka.bootstrap.servers: ${env:KAFKA_BOOTSTRAP}``)."""
     jars = _ini_path(pytestconfig, "onceflow_services_jars_dir") / "kafka"
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"), jars=jars, users=onceflow_kafka_users)
     broker.start()
+    os.environ["KAFKA_BOOTSTRAP"] = broker.bootstrap
     yield broker
+    os.environ.pop("KAFKA_BOOTSTRAP", None)
     broker.stop()
 
 

@@ -28,10 +28,16 @@ class DeltaSourceSpec(SourceSpec):
 
     kind: Literal["delta"]
     path: str
+    """The Delta table to stream: relative to ``storage.root``, or a URI."""
     max_files_per_trigger: int | None = Field(default=None, ge=1)
+    """At most this many new files per micro-batch (Spark's ``maxFilesPerTrigger``)."""
     max_bytes_per_trigger: str | None = None
+    """About this many bytes per micro-batch, e.g. ``1g`` (Spark's ``maxBytesPerTrigger``)."""
     starting_version: int | None = Field(default=None, ge=0)
+    """The first table version to read (Spark's ``startingVersion``); default: the table as it
+    is, then what is appended."""
     options: dict[str, str] = Field(default_factory=dict)
+    """Any other Delta reader option, passed to Spark unchanged."""
 
     _strings = field_validator("options", mode="before")(as_str_map)
 
@@ -45,4 +51,5 @@ SOURCE = SourceKind(
     title="Delta",
     spec=DeltaSourceSpec,
     reader="onceflow.sources.delta.reader:read_delta_stream",
+    feed="onceflow.sources.delta.feed:append_batches",
 )
