@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from pyspark.sql import SparkSession
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -52,3 +55,23 @@ def test_readme_documents_every_top_level_key() -> None:
 
     documented = set(re.findall(r"^\| `([a-z_]+)[.`\[]", README, flags=re.M))
     assert set(JobSpec.model_fields) <= documented
+
+
+@pytest.mark.spark
+def test_readme_notebook_block_runs_as_written(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "In a notebook or in pytest" block, in a project folder whose sample input is
+    where `onceflow sample` writes it; only its /tmp/demo becomes this test's folder."""
+    from onceflow.prove.workload import write_payment_files
+
+    block = next(b for b in blocks("python") if "build_session(job.spec)" in b)
+    assert "/tmp/demo" in block
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "jobs", project / "jobs")
+    shutil.copytree(ROOT / "conf", project / "conf")
+    write_payment_files(project / "data/sample/payments", count=40, files=2)
+    monkeypatch.chdir(project)
+    exec(block.replace("/tmp/demo", str(tmp_path / "demo")), {})  # noqa: S102 - the README's own code
+    events = spark.read.format("delta").load(str(tmp_path / "demo/data/tables/payments/events"))
+    assert sorted(row.id for row in events.collect()) == list(range(1, 41))
