@@ -23,6 +23,7 @@ from onceflow.guarantees import (
 from onceflow.pipeline import BatchPipeline
 from onceflow.prove.verify import balance_drift, read_ids, tally
 from onceflow.prove.workload import write_payment_files
+from onceflow.quality import QualityStage
 from onceflow.runner import build_outputs, start_query
 from onceflow.sinks.delta import DeltaSinkSpec, MergeSpec
 from onceflow.sinks.delta.marks import delta_app_ids, delta_batch_marks
@@ -321,3 +322,31 @@ def test_a_batch_feeding_two_sinks_is_read_from_the_source_once(
     query = start_query(spark, spec)
     query.awaitTermination(300)
     assert [p.numInputRows for p in query.recentProgress] == [30, 30, 30]
+
+
+def test_a_start_builds_each_output_and_the_quality_stage_once(
+    spark: SparkSession, job_in: JobLoader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sinks and the quarantine are three Delta sinks, built once per start and then
+    only called, batch after batch; so is the quality stage. The foreign-sink check, the
+    pipeline and the replay report share what the start built."""
+    built: dict[str, int] = {"sinks": 0, "stages": 0}
+
+    def counting(cls: type, what: str) -> None:
+        original = cls.__init__
+
+        def init(self: object, *args: object, **kwargs: object) -> None:
+            built[what] += 1
+            original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+    counting(DeltaSink, "sinks")
+    counting(QualityStage, "stages")
+    write_payment_files(tmp_path / "data/sample/payments", count=60, files=3)
+    spec = job_in("jobs/payments_at_least_once.yaml", ONE_FILE_PER_BATCH).spec
+    assert len(spec.outputs) == 3  # events, balances and the quarantine
+    query = start_query(spark, spec)
+    query.awaitTermination(300)
+    assert len(query.recentProgress) == 3
+    assert built == {"sinks": 3, "stages": 1}

@@ -344,7 +344,10 @@ def test_the_ledger_names_the_writers_of_a_table(
         ("sinks[0].connection=warehose", "did you mean 'warehouse'?"),
         ("sinks[1].keys=[]", "an upsert needs keys"),
         ("sinks[0].update={id: '1'}", "update: is only read with mode: upsert"),
-        ("sinks[0].mode=merge", "a PostgreSQL sink appends or upserts, not merge"),
+        (
+            "sinks[0].mode=merge",
+            "a PostgreSQL sink writes by append, upsert, not merge; a table keyed by",
+        ),
         ("sinks[1].update={account: 'x'}", "keys cannot be updated: account"),
     ],
 )
