@@ -23,17 +23,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StructType
 
-from onceflow.config import JobSpec, LoadedJob, TransformSpec
+from onceflow.config import JobSpec, LoadedJob, TransformSpec, kinds
 from onceflow.config.documents import KeyPath, format_key_path
+from onceflow.config.kinds import load_reference
 from onceflow.errors import ConfigError, QualityError, first_line
 from onceflow.files import CheckpointFiles
 from onceflow.quality import WHERE_RULE, QualityStage
-from onceflow.session import build_session
+from onceflow.session import analysis_failure, build_session
 from onceflow.sinks.base import build_sink
-from onceflow.sinks.delta import MergeSpec
 from onceflow.sinks.shaping import shaped_batch
 from onceflow.sources.read import read_job_stream
 from onceflow.storage import check_storage
@@ -165,10 +164,12 @@ def _schema_problems(spec: JobSpec) -> Iterator[_Problem]:
 
 
 def _missing_input(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
-    """The source's folder or table, for kinds that read one (``path``), unless it is a
+    """The source's folder or table, for kinds that read one (``file_backed``), unless it is a
     glob: Spark streams a glob whose folders appear later, and so does the job."""
-    path = getattr(spec.source, "path", None)
-    if not isinstance(path, str) or _GLOB & set(path):
+    if not kinds().source(spec.source.kind).file_backed:
+        return []
+    path = spec.source.location
+    if _GLOB & set(path):
         return []
     check_storage(spark, spec.name, {"source": path})  # unreachable: a StorageError, named
     if path_exists(spark, path):
@@ -198,13 +199,13 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
         rows = stage.good_rows(stage.judged(batch))
     select = spec.transform.select
     if select:
-        failure = _analysis_failure(lambda: rows.selectExpr(*select))
+        failure = analysis_failure(lambda: rows.selectExpr(*select))
         if failure:
             # the item that fails alone; an item may name an alias an earlier one made
             alone = (
                 ("transform", "select", index)
                 for index, item in enumerate(select)
-                if _analysis_failure(lambda item=item: rows.selectExpr(item))
+                if analysis_failure(lambda item=item: rows.selectExpr(item))
             )
             key = next(alone, ("transform", "select"))
             return [("CONFIG_BAD_SQL", key, {"reason": failure})]
@@ -215,19 +216,20 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
 def _sink_problems(
     spark: SparkSession, spec: JobSpec, index: int, rows: DataFrame
 ) -> list[_Problem]:
-    """A sink's ``query`` over the batch (as ``{batch}``), then its MERGE on the result."""
+    """A sink's ``query`` over the batch (as ``{batch}``), then what its kind checks of
+    its own SQL on the result (a Delta MERGE's keys and clauses)."""
     sink = spec.sinks[index]
-    merge = getattr(sink, "merge", None)  # a Delta sink's MERGE
+    check = kinds().sink(sink.kind).deep_check
     entered = False
     try:
         with shaped_batch(rows, sink.query, sink.name) as shaped:
             entered = True
-            if not isinstance(merge, MergeSpec):
+            if check is None:
                 return []
             target = _target_schema(spark, spec, index, shaped)
             return [
-                ("CONFIG_BAD_SQL", ("sinks", index, "merge", *key), {"reason": reason})
-                for key, reason in _merge_failures(spark, merge, target, shaped)
+                ("CONFIG_BAD_SQL", ("sinks", index, *key), {"reason": reason})
+                for key, reason in load_reference(check)(spark, sink, target, shaped)
             ]
     except Exception as exc:
         if entered:
@@ -252,46 +254,6 @@ def _target_schema(spark: SparkSession, spec: JobSpec, index: int, shaped: DataF
     except Exception:  # reported as the sink's CONFIG_BAD_SCHEMA already
         declared = None
     return declared if isinstance(declared, StructType) else shaped.schema
-
-
-def _merge_failures(
-    spark: SparkSession, merge: MergeSpec, target: StructType, batch: DataFrame
-) -> Iterator[tuple[KeyPath, str]]:
-    """Each MERGE expression Spark cannot analyse, by its key under ``merge``: the target is
-    ``t`` and the batch ``s``, as in the MERGE; a not-matched clause sees only ``s``."""
-    source = batch.alias("s")
-    both = spark.createDataFrame([], target).alias("t").crossJoin(source)
-    checks: list[tuple[KeyPath, Any]] = []
-    for name in merge.keys:
-        checks.append((("keys",), lambda k=name: both.where(f"t.`{k}` = s.`{k}`")))
-    if merge.order_by:
-        checks.append((("order_by",), lambda: source.select(F.col(f"`{merge.order_by}`"))))
-    for number, matched in enumerate(merge.when_matched):
-        where: KeyPath = ("when_matched", number)
-        if matched.condition:
-            checks.append(((*where, "condition"), lambda c=matched.condition: both.where(c)))
-        for column, value in matched.set.items():
-            checks.append(((*where, "set", column), lambda v=value: both.select(F.expr(v))))
-    for number, not_matched in enumerate(merge.when_not_matched):
-        where = ("when_not_matched", number)
-        if not_matched.condition:
-            checks.append(((*where, "condition"), lambda c=not_matched.condition: source.where(c)))
-        for column, value in not_matched.values.items():
-            checks.append(((*where, "values", column), lambda v=value: source.select(F.expr(v))))
-    for key, check in checks:
-        failure = _analysis_failure(check)
-        if failure:
-            yield key, failure
-
-
-def _analysis_failure(build: Any) -> str:
-    """Spark's one-line reason when building (and so analysing) a frame fails, else ''."""
-    try:
-        frame: DataFrame = build()
-        frame.schema  # noqa: B018 - asking for it completes the analysis
-    except Exception as exc:
-        return first_line(exc)
-    return ""
 
 
 def _rule_key(spec: JobSpec, rule: str) -> KeyPath:

@@ -16,14 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from onceflow.config import JobSpec
-from onceflow.errors import ConfigError
+from onceflow.errors import ConfigError, first_line
 from onceflow.shipping import package_zip
 
 __all__ = [
     "DELTA_CONF",
+    "analysis_failure",
     "build_session",
     "jar_paths",
     "launched_by_spark_submit",
@@ -120,3 +121,13 @@ def _apply_hadoop_conf(spark: SparkSession, conf: dict[str, str]) -> None:
 
 def _is_local(master: str | None) -> bool:
     return master is None or master.startswith("local")
+
+
+def analysis_failure(build: Any) -> str:
+    """Spark's one-line reason when building (and so analysing) a frame fails, else ''."""
+    try:
+        frame: DataFrame = build()
+        frame.schema  # noqa: B018 - asking for it completes the analysis
+    except Exception as exc:
+        return first_line(exc)
+    return ""

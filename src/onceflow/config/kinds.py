@@ -95,6 +95,8 @@ class SourceKind:
             unparsed, with their coordinates (``onceflow.sources.raw``'s columns).
         raw_format: ``spec -> RawFormat | None``: how onceflow parses them, or None.
         replayable: a replay of a batch reads the same records (Spark's contract).
+        file_backed: it reads a folder or table at ``spec.location``, which must exist
+            before the job starts (``validate --deep`` and ``run`` check it).
         lag: ``"module:function"``, ``(spark, spec, checkpoint, last_planned) -> dict |
             None``: how far the source is ahead, asked now (``onceflow status``).
         failure: ``"module:function"``, ``(spark, spec, job, text) -> OnceflowError |
@@ -115,6 +117,7 @@ class SourceKind:
     raw_reader: str | None = None
     raw_format: Callable[[Any], RawFormat | None] = _never_raw
     replayable: bool = True
+    file_backed: bool = False
     lag: str | None = None
     failure: str | None = None
     replay_shape: str | None = None
@@ -150,6 +153,10 @@ class SinkKind:
         quality_rules: ``(spec, job) -> rules`` its settings imply for the quality stage.
         isolate: ``"module:function"``, ``(job, spec, tag) -> [override]``: give a prove
             scenario its own copy of the sink (a database table of its own), emptied.
+        deep_check: ``"module:function"``, ``(spark, spec, target, batch) -> [(key path
+            under the sink, reason)]``: the SQL of its own settings that Spark cannot analyse
+            against the table's columns (``target``) and a shaped, empty batch
+            (``validate --deep`` and ``run``; a Delta MERGE's clauses).
         title: its name in messages ("PostgreSQL").
         mode_hint: said when a job names a mode the kind has not.
         guard_hint: said when exactly-once asks for a mode the kind cannot guard.
@@ -171,6 +178,7 @@ class SinkKind:
     rules: Callable[[Any, JobSpec], list[Problem]] = _no_problems
     quality_rules: Callable[[Any, JobSpec], tuple[RuleSpec, ...]] = _no_rules
     isolate: str | None = None
+    deep_check: str | None = None
 
 
 @cache

@@ -173,4 +173,5 @@ SINK = SinkKind(
     read_format="delta",
     rules=_rules,
     quality_rules=_quality_rules,
+    deep_check="onceflow.sinks.delta.checks:merge_failures",
 )

@@ -47,6 +47,7 @@ class DeltaSourceSpec(SourceSpec):
 
 
 SOURCE = SourceKind(
+    file_backed=True,
     name="delta",
     title="Delta",
     spec=DeltaSourceSpec,

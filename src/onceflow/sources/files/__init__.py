@@ -64,6 +64,7 @@ def _raw_format(spec: FileSourceSpec) -> RawFormat | None:
 
 
 SOURCE = SourceKind(
+    file_backed=True,
     name="files",
     title="files",
     spec=FileSourceSpec,
