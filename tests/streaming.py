@@ -10,6 +10,7 @@ from onceflow.contracts import BatchReports, BatchWriter
 from onceflow.prove.crash import CrashPlan
 from onceflow.prove.workload import PAYMENTS_SCHEMA, payments
 from onceflow.runner import start_query
+from onceflow.testing import drain
 
 
 def run_to_end(
@@ -31,14 +32,7 @@ def run_to_end(
         instrument=crash,
         adopt_checkpoint=adopt_checkpoint,
     )
-    try:
-        query.processAllAvailable()
-        query.awaitTermination(120)
-    finally:
-        query.stop()
-    exception = query.exception()
-    if exception is not None:
-        raise exception
+    drain(query, timeout=120)
 
 
 def crash_at(point: str, batch_id: int, action: str = "raise") -> CrashPlan:

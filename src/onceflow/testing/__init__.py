@@ -31,6 +31,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
 
 from onceflow.config import JobSpec, kinds, load_job
 from onceflow.config.documents import Document
@@ -41,7 +42,7 @@ from onceflow.contracts import BatchInstrument, BatchReport, BatchReports
 from onceflow.prove.verify import Tally, read_output, read_sink, tally
 from onceflow.runner import start_query
 
-__all__ = ["JobRun", "assert_exactly_once", "assert_rows_equal", "run_job"]
+__all__ = ["JobRun", "assert_exactly_once", "assert_rows_equal", "drain", "run_job"]
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -112,15 +113,7 @@ def run_job(
             spec, load_reference(feed)(spec.source, _as_batches(input_rows), place)
         )
     reports = BatchReports()
-    query = start_query(spark, spec, reports=reports, instrument=instrument)
-    try:
-        query.processAllAvailable()
-        query.awaitTermination(600)
-    finally:
-        query.stop()
-    failure = query.exception()
-    if failure is not None:
-        raise failure
+    query = drain(start_query(spark, spec, reports=reports, instrument=instrument))
     progress = query.recentProgress
     batch_ids = {int(p.batchId) for p in progress}
     taken = {i: r for i in sorted(batch_ids) if (r := reports.take(i)) is not None}
@@ -134,6 +127,20 @@ def run_job(
         quarantine=quarantined,
         reports=taken,
     )
+
+
+def drain(query: StreamingQuery, timeout: int = 600) -> StreamingQuery:
+    """Let ``query`` process what its source has, wait for its trigger to end it (at most
+    ``timeout`` seconds), stop it, and raise whatever stopped it; the query, stopped."""
+    try:
+        query.processAllAvailable()
+        query.awaitTermination(timeout)
+    finally:
+        query.stop()
+    failure = query.exception()
+    if failure is not None:
+        raise failure
+    return query
 
 
 def _with_overrides(spec: JobSpec, overrides: Iterable[str]) -> JobSpec:

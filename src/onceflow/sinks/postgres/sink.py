@@ -15,23 +15,8 @@ partition into an UNLOGGED staging table ``_onceflow_stage_<digest>_<N>`` beside
 (see ``staging``); then the driver, in one short transaction, inserts the ledger row, moves
 the staged rows into the target (``INSERT ... SELECT``, ``ON CONFLICT`` for an upsert) and
 drops the staging table. Nothing is collected through the driver. Staging tables a crash
-left behind are dropped before the next batch of the same app and table is staged.
-
-    connections:
-      warehouse:
-        host: ${env:ONCEFLOW_PG_HOST}
-        port: ${env:ONCEFLOW_PG_PORT}
-        database: ${env:ONCEFLOW_PG_DATABASE}
-        user: ${env:ONCEFLOW_PG_USER}
-        password: ${env:ONCEFLOW_PG_PASSWORD}
-    sinks:
-      - name: balances
-        kind: postgres
-        connection: warehouse
-        table: public.balances
-        mode: upsert
-        keys: [account]
-        update: {balance: "t.balance + excluded.balance"}
+left behind are dropped before the next batch of the same app and table is staged. How a
+job names it: the declaration's example (``onceflow.sinks.postgres``).
 """
 
 from __future__ import annotations
