@@ -235,6 +235,22 @@ def test_list_names_the_error_of_an_invalid_job(
     ]
 
 
+def test_list_shows_a_job_needing_an_unset_variable_without_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh shell has no KAFKA_BOOTSTRAP: the catalog names the variable, exit 0."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP", raising=False)
+    for name in ("payments.yaml", "payments_kafka.yaml"):
+        (tmp_path / name).write_text((ROOT / "jobs" / name).read_text())
+    code = main(["list", str(tmp_path), "--conf-dir", str(ROOT / "conf")])
+    lines = [re.split(r"\s{2,}", line) for line in capsys.readouterr().out.splitlines()]
+    assert code == EXIT_OK
+    assert lines[1] == [
+        str(tmp_path / "payments_kafka.yaml"),
+        "needs ${env:KAFKA_BOOTSTRAP}, unset here (set it to load this job)",
+    ]
+
+
 def test_list_defaults_to_the_jobs_folder(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,7 +30,8 @@ def register(commands: Commands) -> None:
     listing = commands.add_parser(
         "list",
         help="one line per job file in the folders: its name, source, guarantee and sinks, "
-        "or its error class (exit 2 when one is invalid)",
+        "or its error class (exit 2 when one is invalid; one that needs an unset ${env:VAR} "
+        "says so, and is not counted invalid)",
     )
     listing.add_argument(
         "folders",
@@ -93,7 +94,9 @@ def _list(args: argparse.Namespace) -> int:
     lines: list[tuple[str, ...]] = []
     invalid = False
     for outcome in load_each(args.folders, env=args.env, conf_dir=args.conf_dir):
-        if outcome.error is not None:
+        if outcome.error is not None and _only_needs_environment(outcome.error):
+            lines.append((str(outcome.path), _needs_summary(outcome.error)))
+        elif outcome.error is not None:
             invalid = True
             lines.append((str(outcome.path), _error_summary(outcome.error)))
         elif outcome.loaded is not None:
@@ -111,6 +114,16 @@ def _summary(loaded: LoadedJob) -> tuple[str, ...]:
         guarantee += f"/{spec.strategy.value}"
     sinks = ", ".join(f"{sink.name}:{sink.kind}" for sink in spec.sinks)
     return (spec.name, spec.source.kind, guarantee, sinks)
+
+
+def _only_needs_environment(error: ConfigError) -> bool:
+    """True when the job's one problem is a variable not set in this shell: a catalog
+    lists it (the variable is the user's to set, as for a run), it is not invalid."""
+    return error.error_class == "CONFIG_ENV_UNSET" and not error.others
+
+
+def _needs_summary(error: ConfigError) -> str:
+    return f"needs ${{env:{error.params['var']}}}, unset here (set it to load this job)"
 
 
 def _error_summary(error: ConfigError) -> str:
