@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from onceflow.cli import EXIT_FAILED, EXIT_OK, main, parser
+from onceflow.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, main, parser
 from onceflow.testing.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, ROOT
 
@@ -302,3 +302,27 @@ def test_prove_outputs_default_under_state() -> None:
     assert settings.records == 100  # given explicitly: it wins over the preset
     whole = _settings(parser().parse_args(["prove", job]))
     assert (len(whole.crash_points), whole.records, whole.parallel) == (4, 400, 1)
+
+
+def test_plan_checks_every_scenario_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plan lists the matrix (guarantees x crash points, random last) and writes nothing;
+    a guarantee that is none, or a strategy the job cannot take, is refused up front, exit 2."""
+    work = tmp_path / "work"
+    args = ["prove", str(ROOT / JOB), "--work-dir", str(work), "--json", str(tmp_path / "r.json")]
+    matrix = ["--guarantees", "at-least-once,exactly-once:transactional", "--random-kills", "1"]
+    assert main([*args, *matrix, "--crash-points", "before_write,deleted_commit", "--plan"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "6 scenario(s)" in out[0] and "nothing started" in out[0]
+    assert [line.strip() for line in out[1:]] == [
+        f"{guarantee} {point}"
+        for guarantee in ("at-least-once", "exactly-once:transactional")
+        for point in ("before_write@1", "deleted_commit", "random (up to 1 kills)")
+    ]
+    assert not work.exists() and not (tmp_path / "r.json").exists()
+    assert main([*args, "--guarantees", "exactly_once", "--plan"]) == EXIT_INVALID
+    assert "exactly_once" in capsys.readouterr().err
+    # its sinks have no merge keys: refused before a scenario starts, not at its turn
+    assert main([*args, "--guarantees", "at-least-once,exactly-once:merge", "--plan"]) == 2
+    assert "CONFIG_GUARANTEE_REFUSED" in capsys.readouterr().err

@@ -97,6 +97,12 @@ def register(commands: Commands) -> None:
         "deleted_commit, second_instance, fresh_checkpoint "
         f"(default: {DEFAULTS.crash_points})",
     )
+    prove.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the scenarios this command would run, each checked (the job loads "
+        "under every guarantee, every crash point is one), and start nothing",
+    )
     prove.add_argument("--random-kills", type=int, default=0, help="kills at random moments")
     prove.add_argument("--records", type=int, help=f"(default: {DEFAULTS.records})")
     prove.add_argument("--batches", type=int, help=f"(default: {DEFAULTS.batches})")
@@ -219,11 +225,13 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
     import time
 
-    from onceflow.prove.harness import ProveStopped, count_scenarios, prove
+    from onceflow.prove.harness import ProveStopped, count_scenarios, plan, prove
     from onceflow.prove.report import progress_line, to_table
 
     load(args)  # the job itself must be valid before anything starts
     settings = _settings(args)
+    if args.plan:
+        return _print_plan(args.job, settings, [scenario.label for scenario in plan(settings)])
     reports = _Reports(
         json=_report_path(args.json, args.job, ".json"),
         markdown=_report_path(args.markdown, args.job, ".md"),
@@ -249,6 +257,16 @@ def _run(args: argparse.Namespace) -> int:
     if reports.json or reports.markdown:
         reports.write(rows)
     return EXIT_OK if all(row.promise_held for row in rows) else EXIT_FAILED
+
+
+def _print_plan(job: Path, settings: ProveSettings, labels: list[str]) -> int:
+    print(
+        f"onceflow prove {job}: {len(labels)} scenario(s), {settings.parallel} at a time; "
+        f"work dir {settings.work_dir} (--plan: nothing started)"
+    )
+    for label in labels:
+        print(f"  {label}")
+    return EXIT_OK
 
 
 def _stopped(stopped: ProveStopped, reports: _Reports) -> int:

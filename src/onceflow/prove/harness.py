@@ -35,6 +35,7 @@ __all__ = [
     "ProveStopped",
     "ScenarioDone",
     "count_scenarios",
+    "plan",
     "prove",
 ]
 
@@ -92,22 +93,8 @@ def prove(
             thread meanwhile (KeyboardInterrupt, a signal handler's exception) or by a
             failed scenario (``ProveRunFailed``) is its cause.
     """
-    base = load_spec(settings, [])
-    if settings.storage_root and is_uri(settings.storage_root):
-        local_only = sorted(set(settings.crash_points) & {"deleted_commit", "second_instance"})
-        if local_only:
-            raise ConfigError(
-                "CONFIG_BAD_OVERRIDE",
-                override=f"--crash-points {','.join(local_only)}",
-                problem="these checkpoint faults edit and watch a local checkpoint folder; "
-                "with --storage-root on remote storage use the crash points and random",
-            )
-    guarantees = settings.guarantees or (_label(base),)
-    points = _points(settings)
-    check_points(points)  # a typo is refused before any scenario starts
-    _check_guarantees(settings, guarantees)
     processes = JobProcesses()
-    scenarios = [Scenario(settings, processes, g, p) for g in guarantees for p in points]
+    scenarios = plan(settings, processes)
     parallel = max(1, settings.parallel)
     rows: dict[int, ProveRow] = {}
     seconds = 0.0
@@ -135,6 +122,36 @@ def prove(
         raise ProveStopped(done, len(scenarios), killed) from exc
     pool.shutdown()
     return [rows[index] for index in sorted(rows)]
+
+
+def plan(settings: ProveSettings, processes: JobProcesses | None = None) -> list[Scenario]:
+    """The scenarios ``prove(settings)`` runs, in its order, each checked as far as it can be
+    without starting anything: every crash point is one, every guarantee is one, and the job
+    loads under each guarantee asked (a strategy it cannot take is refused here, not when
+    its scenario's turn comes).
+
+    Raises:
+        ConfigError: the first scenario the settings cannot make.
+    """
+    base = load_spec(settings, [])
+    if settings.storage_root and is_uri(settings.storage_root):
+        local_only = sorted(set(settings.crash_points) & {"deleted_commit", "second_instance"})
+        if local_only:
+            raise ConfigError(
+                "CONFIG_BAD_OVERRIDE",
+                override=f"--crash-points {','.join(local_only)}",
+                problem="these checkpoint faults edit and watch a local checkpoint folder; "
+                "with --storage-root on remote storage use the crash points and random",
+            )
+    guarantees = settings.guarantees or (_label(base),)
+    points = _points(settings)
+    check_points(points)  # a typo is refused before any scenario starts
+    _check_guarantees(settings, guarantees)
+    processes = processes or JobProcesses()
+    scenarios = [Scenario(settings, processes, g, p) for g in guarantees for p in points]
+    for first in scenarios[:: len(points)]:  # one per guarantee: the job under it loads
+        load_spec(settings, first.overrides)
+    return scenarios
 
 
 def count_scenarios(settings: ProveSettings) -> int:
