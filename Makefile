@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 JARS   := .jars/spark
+CDS    := .jars/cds/spark.jsa
 KAFKA_JARS := .jars/kafka
 HDFS_JARS  := .jars/hdfs
 S3_JARS    := .jars/s3proxy
@@ -22,7 +23,7 @@ LINT_DIRS := $(wildcard src tests bench jvm notebooks)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: help setup venv jars kafka-jars kafka-up kafka-env kafka-down cluster-up cluster-down cluster-url \
+.PHONY: help setup venv jars cds kafka-jars kafka-up kafka-env kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
         sample run validate lint check test prove lab notebooks test-only bench bench-storage bench-postgres bench-quality clean clean-state
@@ -31,7 +32,7 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars kafka-jars hdfs-jars s3-jars pg-install ## create the venv, install onceflow[dev], fetch the JVM jars, install PostgreSQL
+setup: venv jars cds kafka-jars hdfs-jars s3-jars pg-install ## create the venv, install onceflow[dev], fetch the JVM jars, install PostgreSQL
 
 venv: $(VENV)/.installed ## create .venv and install onceflow[dev] (editable) and the tests' sink kind
 # the tests' own sink kind is a package of its own, registered through its entry point
@@ -54,6 +55,11 @@ $(JARS)/.resolved: jvm/spark/pom.xml jvm/prune_shipped.py $(VENV)/.installed
 	$(PY) jvm/prune_shipped.py $(JARS).new
 	touch $(JARS).new/.resolved
 	if [ -d $(JARS) ]; then mv $(JARS) $(JARS).old; fi; mv $(JARS).new $(JARS); rm -rf $(JARS).old
+
+cds: $(CDS) ## dump the class-data-sharing archive of Spark's classes (a driver JVM starts faster)
+# a JVM maps it only if it matches its own build and classpath: redone when either changes
+$(CDS): $(JARS)/.resolved $(VENV)/.installed
+	$(VENV)/bin/onceflow class-sharing --jars-dir $(JARS)
 
 kafka-jars: $(KAFKA_JARS)/.resolved ## resolve the Kafka broker's jars into .jars/kafka
 $(KAFKA_JARS)/.resolved: jvm/kafka/pom.xml
@@ -198,9 +204,10 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 	cat $(PROVE_OUT)/*.md > $(PROVE_OUT)/REPORT.md; \
 	echo "report: $(PROVE_OUT)/REPORT.md ($$(( $$(date +%s) - start ))s)"; exit $$status
 
-lab: setup ## JupyterLab (the lab extra) on 127.0.0.1 with notebooks/ open, in the venv's kernel
+LAB_PORT ?= 8888
+lab: setup ## JupyterLab (the lab extra) on 127.0.0.1:LAB_PORT with notebooks/ open, in the venv's kernel
 	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --no-browser --notebook-dir notebooks
 
 NOTEBOOK_TIMEOUT ?= 900
 notebooks: setup ## run the notebooks headless, all at once; executed copies in state/notebooks/executed/

@@ -18,6 +18,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from onceflow.class_sharing import driver_java_options
 from onceflow.config import JobSpec
 from onceflow.errors import ConfigError, first_line
 from onceflow.shipping import package_zip
@@ -31,6 +32,7 @@ __all__ = [
     "set_log_levels",
 ]
 
+_DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -70,9 +72,13 @@ def build_session(spec: JobSpec) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if spec.spark.master:
             builder = builder.master(spec.spark.master)
-        if SparkSession.getActiveSession() is None:
-            builder = builder.config("spark.jars", ",".join(jar_paths(spec.spark.jars_dir)))
-    for key, value in {**DELTA_CONF, **spec.spark.conf}.items():
+    conf = {**DELTA_CONF, **spec.spark.conf}
+    if not launched_by_spark_submit() and SparkSession.getActiveSession() is None:
+        builder = builder.config("spark.jars", ",".join(jar_paths(spec.spark.jars_dir)))
+        if spec.spark.class_data_sharing:  # this process launches the driver's JVM
+            options = driver_java_options(spec.spark.jars_dir, conf.get(_DRIVER_OPTIONS))
+            conf.update({_DRIVER_OPTIONS: options} if options else {})
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark.log_level)

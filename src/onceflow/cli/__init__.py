@@ -16,7 +16,18 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from onceflow.cli import catalog, init, jobs, proving, reference, reset, shell, tools, validate
+from onceflow.cli import (
+    archive,
+    catalog,
+    init,
+    jobs,
+    proving,
+    reference,
+    reset,
+    shell,
+    tools,
+    validate,
+)
 from onceflow.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from onceflow.errors import ConfigError, OnceflowError
 
@@ -26,7 +37,7 @@ _DESCRIPTION = (
     "PySpark Structured Streaming jobs described in YAML, written under the delivery "
     "guarantee they declare, and proven by crashing them."
 )
-_GROUPS = (init, validate, catalog, reference, jobs, reset, proving, tools, shell)
+_GROUPS = (init, validate, catalog, reference, jobs, reset, proving, tools, archive, shell)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

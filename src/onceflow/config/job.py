@@ -102,6 +102,10 @@ class SparkSettings(Model):
     """The Spark application's name; default ``onceflow:<job name>``."""
     jars_dir: str = ".jars/spark"
     """Where ``make jars`` put the JVM jars, relative to the project folder."""
+    class_data_sharing: bool = True
+    """A driver JVM that onceflow launches maps the class-data-sharing archive of Spark's
+    classes that ``make setup`` dumps (``<jars_dir>/../cds/spark.jsa``), when there is one,
+    and starts faster; ``false`` starts it without."""
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "WARN"
     """Spark's log level."""
     log_levels: dict[str, Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]] = Field(
