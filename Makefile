@@ -180,8 +180,11 @@ FAST_TESTS := not (kafka or hdfs or s3 or postgres or cluster or chaos or slow)
 check: venv jars lint ## the fast tier: lint, then the tests that need no service (minutes)
 	$(VENV)/bin/pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
-# the slowest tests are listed at the end of every run, CI's included
-PYTEST_ARGS ?= --durations=20
+# the slowest tests are listed at the end of every run, CI's included. Two workers
+# (pytest-xdist), each taking whole modules (a module's fixtures are set up once): most
+# tests wait on a JVM starting or a killed job restarting, so two overlap well on 2 cores
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?= --durations=20 -n $(PYTEST_WORKERS) --dist loadscope
 test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -207,7 +210,8 @@ prove: setup ## the full prove matrix for the example jobs; report in state/prov
 LAB_PORT ?= 8888
 lab: setup ## JupyterLab (the lab extra) on 127.0.0.1:LAB_PORT with notebooks/ open, in the venv's kernel
 	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --no-browser --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --no-browser --notebook-dir notebooks \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # Jupyter refuses root without it
 
 NOTEBOOK_TIMEOUT ?= 900
 notebooks: setup ## run the notebooks headless, all at once; executed copies in state/notebooks/executed/
