@@ -218,9 +218,10 @@ notebooks: setup ## run the notebooks headless, all at once; executed copies in 
 	$(PY) notebooks/run.py --timeout $(NOTEBOOK_TIMEOUT)
 
 BENCH_ROUNDS ?= 3
-bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows (bench/results/)
+bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows; dedup vs stateless (bench/results/)
 	$(PY) bench/guarantee_cost.py --records 1000000 5000000 --rounds $(BENCH_ROUNDS)
 	$(PY) bench/merge_scaling.py --targets 1000000 10000000 --rounds $(BENCH_ROUNDS)
+	$(PY) bench/dedup_throughput.py --records 200000 --files 10 --rounds $(BENCH_ROUNDS)
 
 bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench/results/)
 	$(PY) bench/storage_batch_time.py --records 60000 --batches 8 --rounds 2

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reporting import machine, print_table, save
+from reporting import machine, print_table, rate_summary, save
 
 from onceflow.prove.workload import payments
 
@@ -96,15 +96,7 @@ def main() -> None:
                 rates[way].append(rows / seconds)
                 print(f"round {round_} {way}: {rows / seconds:,.0f} rows/s", flush=True)
     base = statistics.median(rates["spark_json"])
-    results = {
-        way: {
-            "rows_per_s": round(statistics.median(values)),
-            "min": round(min(values)),
-            "max": round(max(values)),
-            "x_spark_json": round(statistics.median(values) / base, 2),
-        }
-        for way, values in rates.items()
-    }
+    results = {way: rate_summary(values, base, "spark_json") for way, values in rates.items()}
     report = {
         "records": args.records,
         "files": args.files,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,15 @@ def percentile(values: list[float], q: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def rate_summary(values: list[float], baseline: float, against: str) -> dict[str, Any]:
+    """Rounds of one way as its median rows/s, its range, and the median over the
+    ``baseline`` way's median (the ratio named ``x_<against>``)."""
+    median = statistics.median(values)
+    return {
+        "rows_per_s": round(median),
+        "min": round(min(values)),
+        "max": round(max(values)),
+        f"x_{against}": round(median / baseline, 2),
+    }

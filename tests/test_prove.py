@@ -85,6 +85,25 @@ def test_the_harness_catches_an_unguarded_exactly_once_writer(
 
 @pytest.mark.chaos
 @pytest.mark.slow
+def test_prove_a_dedup_job_against_a_retrying_producer(tmp_path: Path) -> None:
+    """Every 3rd payment sent twice (one batch later), the job killed mid-write and after
+    the write: each id once. The same producer against a job without dedup: the copies
+    are counted as duplicated, and prove says the promise broke."""
+    dedup, plain = tmp_path / "dedup", tmp_path / "plain"
+    dedup.mkdir()
+    plain.mkdir()
+    retries = ["--duplicate-every", "3"]
+    job = str(ROOT / "jobs" / "payments_dedup.yaml")
+    code, rows, _ = prove(dedup, "--crash-points", "mid_write,after_write", *retries, job=job)
+    assert code == EXIT_OK, rows
+    assert [(r["lost"], r["duplicated"], r["promise_held"]) for r in rows] == [(0, 0, True)] * 2
+    code, rows, _ = prove(plain, "--crash-points", "after_write", *retries)
+    assert code == EXIT_FAILED, rows
+    assert [(r["lost"], r["duplicated"]) for r in rows] == [(0, 60 // 3)]
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_prove_a_postgres_job(tmp_path: Path, postgres: LocalPostgres) -> None:
     """Killed while staging and after both tables committed: still every payment once.

@@ -62,6 +62,11 @@ PRINTS = {
     "--env test --quick": ["2 of 2 promise(s) held"],
     "--topic payments --records 20000": ["sink 'events': 20000 row(s)"],
     "make run JOB=jobs/payments_postgres.yaml": ["sink 'events': 10000 row(s)"],
+    "--duplicate-every 10": [
+        "records: 10000 good, 0 dropped, 0 quarantined, 1000 duplicate(s) and 0 late record(s) "
+        "removed by dedup",
+        "sink 'events': 10000 row(s)",
+    ],
     "make hdfs-up": ["hdfs://127.0.0.1:", "s3a://lake/"],
     "--env cluster": ["job 'payments' on spark://127.0.0.1:"],
 }

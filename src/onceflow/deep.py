@@ -34,8 +34,9 @@ from onceflow.quality import WHERE_RULE, QualityStage
 from onceflow.session import analysis_failure, build_session
 from onceflow.sinks.base import build_sink
 from onceflow.sinks.shaping import shaped_batch
-from onceflow.sources.read import read_job_stream
 from onceflow.storage import check_storage
+from onceflow.stream import typed_stream
+from onceflow.transforms import apply_stateful
 
 __all__ = ["check_job", "deep_error", "deep_problems", "local_session", "path_exists"]
 
@@ -93,7 +94,8 @@ def deep_problems(spark: SparkSession, loaded: LoadedJob) -> list[ConfigError]:
         missing = _missing_input(spark, spec)
         found += missing
         if not missing and not any(key[0] == "source" for _, key, _ in schemas):
-            found += _sql_problems(spark, spec)
+            stateful = _stateful_problems(spark, spec)
+            found += stateful or _sql_problems(spark, spec)
     errors = []
     for error_class, key, params in found:
         origin = loaded.origin_of(key)
@@ -181,14 +183,17 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
     """The job's SQL, analysed in the order a batch meets it: the quality stage's rules
     (``transform.where`` among them), ``transform.select``, then each sink's ``query`` and
     MERGE. A step that fails leaves the ones after it unchecked (they read its output)."""
-    try:
-        batch = spark.createDataFrame([], read_job_stream(spark, spec).schema)
-    except Exception as exc:
-        return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
     # the stage without the select, to name a failing select item by its own line
     stage = QualityStage.for_job(
         spec.model_copy(update={"transform": TransformSpec(where=spec.transform.where)})
     )
+    try:
+        stream = typed_stream(spark, spec, stage)
+        if spec.is_stateful:  # their columns checked by _stateful_problems
+            stream = apply_stateful(stream, spec, None)
+        batch = spark.createDataFrame([], stream.schema)
+    except Exception as exc:
+        return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
     rows = batch
     if stage is not None:
         try:
@@ -211,6 +216,41 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
             return [("CONFIG_BAD_SQL", key, {"reason": failure})]
         rows = rows.selectExpr(*select)
     return [p for index in range(len(spec.sinks)) for p in _sink_problems(spark, spec, index, rows)]
+
+
+def _stateful_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
+    """The watermark's column (a timestamp) and delay (an interval), and the dedup keys,
+    against the stream's typed columns."""
+    if not spec.is_stateful:
+        return []
+    try:
+        stream = typed_stream(spark, spec, QualityStage.for_job(spec))
+        types = dict(stream.dtypes)
+    except Exception as exc:
+        return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
+    found: list[_Problem] = []
+    columns = f"the stream's columns are {', '.join(c for c in types if not c.startswith('_'))}"
+    watermark = spec.watermark
+    if watermark is not None:
+        kind = types.get(watermark.column)
+        if kind is None:
+            reason = f"no column '{watermark.column}': {columns}"
+            found.append(("CONFIG_BAD_SQL", ("watermark", "column"), {"reason": reason}))
+        elif kind not in ("timestamp", "timestamp_ntz"):
+            reason = f"'{watermark.column}' is a {kind}, and an event time is a timestamp"
+            found.append(("CONFIG_BAD_SQL", ("watermark", "column"), {"reason": reason}))
+        else:
+            failure = analysis_failure(
+                lambda: stream.withWatermark(watermark.column, watermark.delay)
+            )
+            if failure:
+                found.append(("CONFIG_BAD_INTERVAL", ("watermark", "delay"), {"reason": failure}))
+    assert spec.dedup is not None  # noqa: S101 - is_stateful
+    for index, key in enumerate(spec.dedup.keys):
+        if key not in types:
+            reason = f"no column '{key}': {columns}"
+            found.append(("CONFIG_BAD_SQL", ("dedup", "keys", index), {"reason": reason}))
+    return found
 
 
 def _sink_problems(

@@ -120,6 +120,11 @@ MESSAGES: dict[str, str] = {
     "job on it would skip what that job read and never deliver it. Point the job at its own "
     "checkpoint, or adopt this one on purpose with `onceflow run --adopt-checkpoint` "
     "(run_job(..., adopt_checkpoint=True))",
+    "GUARANTEE_STATE_INCOMPATIBLE": "job '{job}': checkpoint {checkpoint} holds the state of "
+    "{recorded}, but this job has {mine}. Spark would misread that state or drop it "
+    "silently, and records seen before would count as new. Put the stateful keys back as "
+    "they were, or run the changed job on a new checkpoint (it reads its source again from "
+    "the start, and its sinks must be new or written under exactly-once)",
     # runtime
     "JARS_MISSING": "no JVM jars in {jars_dir}: run `make jars` (it resolves them with Maven "
     "from jvm/spark/pom.xml) or point spark.jars_dir at a folder that has them",

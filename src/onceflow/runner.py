@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
@@ -31,16 +31,17 @@ from onceflow.guarantees import (
     check_foreign_sinks,
     checkpoint_position,
     claim_checkpoint,
+    claim_state,
     policy_for,
     resolve_app_id,
+    state_store_settings,
     table_lock,
 )
-from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets
+from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets, stateful_drops
 from onceflow.pipeline import BatchPipeline
 from onceflow.quality import QualityStage
 from onceflow.session import build_session
 from onceflow.sinks.base import BatchSink, build_sink
-from onceflow.sources.read import read_job_stream
 from onceflow.stopping import StopOnInterrupt
 from onceflow.storage import (
     check_storage,
@@ -48,15 +49,14 @@ from onceflow.storage import (
     storage_failure,
     use_abortable_checkpoints,
 )
+from onceflow.stream import job_stream
 from onceflow.summary import RecordCounts, RecordTally
-from onceflow.transform import apply_transform
 
 __all__ = [
     "RunResult",
     "build_outputs",
     "build_pipeline",
     "run_job",
-    "source_frame",
     "start_query",
     "storage_locations",
     "unwrap_streaming_error",
@@ -133,21 +133,6 @@ def build_pipeline(
     return instrument.wrap_writer(pipeline) if instrument is not None else pipeline
 
 
-def source_frame(
-    spark: SparkSession, spec: JobSpec, stage: QualityStage | None = None
-) -> DataFrame:
-    """The streaming DataFrame ``foreachBatch`` receives: the source read raw when onceflow
-    parses it, else typed; the transform applied here unless the quality stage applies it
-    (its ``where`` is then a rule, so that what it filters is counted). ``stage`` is the
-    job's quality stage when the caller built it already."""
-    stage = stage if stage is not None else QualityStage.for_job(spec)
-    frame = read_job_stream(spark, spec)
-    if stage is None:
-        return apply_transform(frame, spec.transform)
-    stage.check_rules(spark.createDataFrame([], frame.schema))
-    return frame
-
-
 def start_query(
     spark: SparkSession,
     spec: JobSpec,
@@ -177,7 +162,7 @@ def start_query(
     short by a stop it asked for ends the query quietly (``StopOnInterrupt.guard``).
     """
     stage = QualityStage.for_job(spec)  # once, for the stream and the pipeline
-    frame = source_frame(spark, spec, stage)
+    frame = job_stream(spark, spec, stage)
     check_storage(spark, spec.name, storage_locations(spec))
     outputs = build_outputs(spec)
     for sink in outputs:
@@ -202,6 +187,7 @@ def start_query(
             lock.acquire()
             held.append(lock)
         claim_checkpoint(spark, spec, adopt=adopt_checkpoint)
+        claim_state(spark, spec)
         restore_manager = use_abortable_checkpoints(spark, spec.checkpoint)
 
         def lease() -> None:
@@ -224,7 +210,8 @@ def start_query(
             .option("checkpointLocation", spec.checkpoint)
             .foreachBatch(writer)
         )
-        query = _with_trigger(stream, spec.trigger).start()
+        with state_store_settings(spark, spec):
+            query = _with_trigger(stream, spec.trigger).start()
         started.append(query)
     except BaseException:
         _release(spec.name, held, restore_manager)
@@ -348,16 +335,23 @@ def run_job(
             heard_the_end = listener.terminated.wait(10)
             spark.streams.removeListener(listener)
     progress = query.recentProgress
+    records = reports.counts
+    if records is not None and spec.is_stateful:
+        duplicates, late = stateful_drops([p.json for p in progress])
+        records = replace(records, duplicates=duplicates, late=late)
     rows = sum(int(p.numInputRows) for p in progress)
+    if spec.is_stateful:  # its source is read in two branches (onceflow.stream): count one
+        rows = sum(max((int(s.numInputRows) for s in p.sources), default=0) for p in progress)
     if spec.judges_records and heard_the_end:
-        rows = listener.records  # Spark counts a raw file source's files, not its records
+        # Spark counts a raw file source's files, not its records
+        rows = listener.records + (records.duplicates + records.late if records else 0)
     return RunResult(
         master=spark.sparkContext.master or "?",
         query_id=str(query.id),
         batches=len([p for p in progress if p.numInputRows > 0]),
         input_rows=rows,
         skipped_offsets=sum(skipped_offsets(p.json) for p in progress),
-        records=reports.counts,
+        records=records,
         stopped_at=checkpoint_position(spark, spec.checkpoint) if stopped else None,
     )
 

@@ -34,11 +34,20 @@ __all__ = ["RecordCounts", "RecordTally", "no_input_line", "run_summary", "sink_
 
 @dataclass(frozen=True)
 class RecordCounts:
-    """Where a run's records went, over its batches, as the quality stage counted them."""
+    """Where a run's records went, over its batches, as the quality stage counted them,
+    and what the stateful keys removed before it (``duplicates``, ``late``: Spark's
+    counts)."""
 
     good: int = 0
     dropped: int = 0
     quarantined: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every record the run read."""
+        return self.good + self.dropped + self.quarantined + self.duplicates + self.late
 
 
 class RecordTally(BatchReports):
@@ -77,9 +86,15 @@ def run_summary(
     if batches == 0:
         lines.append(no_input_line(spark, spec, checkpoint_position(spark, spec.checkpoint)))
     elif records is not None:
+        removed = (
+            f", {records.duplicates} duplicate(s) and {records.late} late record(s) removed "
+            "by dedup"
+            if spec.is_stateful
+            else ""
+        )
         lines.append(
             f"records: {records.good} good, {records.dropped} dropped, "
-            f"{records.quarantined} quarantined"
+            f"{records.quarantined} quarantined{removed}"
         )
     lines += [sink_line(spark, spec, sink) for sink in spec.sinks]
     quarantine = spec.quarantine_sink()

@@ -109,6 +109,14 @@ def register(commands: Commands) -> None:
     prove.add_argument("--crash-batch", type=int, help=f"(default: {DEFAULTS.crash_batch})")
     prove.add_argument("--seed", type=int, default=7)
     prove.add_argument(
+        "--duplicate-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="the producer sends every K-th record twice (the next batch): a job with "
+        "dedup must still deliver each id once",
+    )
+    prove.add_argument(
         "--parallel", type=int, help=f"scenarios run at once (default: {DEFAULTS.parallel})"
     )
     prove.add_argument("--work-dir", type=Path, help=f"emptied first (default: {WORK_ROOT}/<job>)")
@@ -317,6 +325,7 @@ def _settings(args: argparse.Namespace) -> ProveSettings:
         batches=_pick(args.batches, preset.batches),
         crash_batch=_pick(args.crash_batch, preset.crash_batch),
         seed=args.seed,
+        duplicate_every=args.duplicate_every,
         parallel=_pick(args.parallel, preset.parallel),
         storage_root=args.storage_root,
     )

@@ -21,6 +21,14 @@ def register(commands: Commands) -> None:
     sample.add_argument("--records", type=positive_int, default=10_000)
     sample.add_argument("--files", type=positive_int, default=10)
     sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument(
+        "--duplicate-every",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="send every K-th payment twice, as a retrying producer would (same record, "
+        "the next file)",
+    )
     sample.set_defaults(handler=_sample)
 
     produce = commands.add_parser("produce", help="write the payments workload to Kafka")
@@ -68,8 +76,12 @@ def register(commands: Commands) -> None:
 def _sample(args: argparse.Namespace) -> int:
     from onceflow.prove.workload import write_payment_files
 
-    files = write_payment_files(args.out, args.records, args.files, seed=args.seed)
-    print(f"wrote {args.records} payment(s) in {len(files)} file(s) to {args.out}")
+    every = args.duplicate_every or 0
+    files = write_payment_files(
+        args.out, args.records, args.files, seed=args.seed, duplicate_every=every
+    )
+    again = f", {args.records // every} of them twice" if every else ""
+    print(f"wrote {args.records} payment(s){again} in {len(files)} file(s) to {args.out}")
     return EXIT_OK
 
 

@@ -29,10 +29,12 @@ from onceflow.config.modes import (
 )
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
 from onceflow.config.specs import FileSinkSpec, SinkSpec, SourceSpec
+from onceflow.config.stateful import DedupSpec, StateSettings, WatermarkSpec
 
 __all__ = [
     "MODE_OF_STRATEGY",
     "STRATEGY_OF_MODE",
+    "DedupSpec",
     "FileSinkSpec",
     "Guarantee",
     "JobSpec",
@@ -51,10 +53,12 @@ __all__ = [
     "SourceKind",
     "SourceSpec",
     "SparkSettings",
+    "StateSettings",
     "StorageSettings",
     "Strategy",
     "TransformSpec",
     "TriggerSpec",
+    "WatermarkSpec",
     "WriteMode",
     "is_uri",
     "job_model",

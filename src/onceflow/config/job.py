@@ -19,6 +19,7 @@ from onceflow.config.kinds import Kinds, RawFormat, kinds
 from onceflow.config.modes import Guarantee, Strategy, WriteMode
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
 from onceflow.config.specs import SinkSpec, SourceSpec
+from onceflow.config.stateful import DedupSpec, StateSettings, WatermarkSpec
 
 __all__ = [
     "QUARANTINE_KIND",
@@ -145,6 +146,14 @@ class JobSpec(Model):
     """What the job reads. Its ``kind`` picks which other keys are allowed."""
     transform: TransformSpec = TransformSpec()
     """Row-wise shaping of the stream before the sinks: ``where``, then ``select``."""
+    watermark: WatermarkSpec | None = None
+    """The stream's event-time column and how late an event may arrive: bounds the state
+    the stateful keys keep."""
+    dedup: DedupSpec | None = None
+    """Drop records whose keys were already seen, across batches and restarts (state in the
+    checkpoint)."""
+    state: StateSettings = StateSettings()
+    """Where a stateful job's state store keeps its state (RocksDB by default)."""
     quality: QualitySpec = QualitySpec()
     """Parsing, expectations and the quarantine table; on in every job."""
     sinks: tuple[SinkSpec, ...] = Field(min_length=1)
@@ -201,6 +210,24 @@ class JobSpec(Model):
     def parses_raw(self) -> bool:
         """True when onceflow reads the source raw and parses it itself."""
         return self.raw_format is not None
+
+    @property
+    def is_stateful(self) -> bool:
+        """True when the stream keeps state across batches (``dedup``), in the checkpoint."""
+        return self.dedup is not None
+
+    @property
+    def dedups_within_watermark(self) -> bool:
+        """``dedup.within_watermark``, defaulting to whether the job has a watermark."""
+        if self.dedup is None or self.dedup.within_watermark is None:
+            return self.watermark is not None
+        return self.dedup.within_watermark
+
+    @property
+    def parses_in_stream(self) -> bool:
+        """True when onceflow parses the source in the stream, before the stateful keys
+        (which need typed columns), rather than batch by batch in the quality stage."""
+        return self.parses_raw and self.is_stateful
 
     def key_rules(self) -> tuple[RuleSpec, ...]:
         """The rules the sinks' kinds imply (a Delta MERGE's ``on_null_key`` or

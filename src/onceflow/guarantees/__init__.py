@@ -15,6 +15,7 @@ from onceflow.guarantees.lock import CheckpointLock, table_lock
 from onceflow.guarantees.policies import WritePolicy, policy_for
 from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
+from onceflow.guarantees.state import claim_state, read_state_shape, state_store_settings
 
 __all__ = [
     "AppIdentity",
@@ -27,12 +28,15 @@ __all__ = [
     "check_foreign_sinks",
     "checkpoint_position",
     "claim_checkpoint",
+    "claim_state",
     "job_identity",
     "onceflow_state",
     "policy_for",
     "read_app_id",
     "read_identity",
+    "read_state_shape",
     "resolve_app_id",
     "retry_conflicts",
+    "state_store_settings",
     "table_lock",
 ]

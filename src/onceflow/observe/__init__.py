@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from onceflow.observe.console import LiveProgress, console_handler, progress_line
 from onceflow.observe.metrics import KEEP_BATCHES, MetricsFile, metrics_folder, read_metrics
-from onceflow.observe.progress import ProgressLogger, batch_summary, skipped_offsets, source_lag
+from onceflow.observe.progress import (
+    ProgressLogger,
+    batch_summary,
+    skipped_offsets,
+    source_lag,
+    state_operators,
+    stateful_drops,
+)
 
 __all__ = [
     "KEEP_BATCHES",
@@ -19,4 +26,6 @@ __all__ = [
     "read_metrics",
     "skipped_offsets",
     "source_lag",
+    "state_operators",
+    "stateful_drops",
 ]

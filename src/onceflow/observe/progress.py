@@ -28,7 +28,14 @@ from pyspark.sql.streaming.listener import (
 from onceflow.contracts import BatchReports
 from onceflow.observe.metrics import MetricsFile
 
-__all__ = ["ProgressLogger", "batch_summary", "skipped_offsets", "source_lag"]
+__all__ = [
+    "ProgressLogger",
+    "batch_summary",
+    "skipped_offsets",
+    "source_lag",
+    "state_operators",
+    "stateful_drops",
+]
 
 _log = logging.getLogger("onceflow.progress")
 
@@ -53,6 +60,34 @@ def _skipped(progress: dict[str, Any]) -> int:
         covered = sum(end[key] - start.get(key, end[key]) for key in end)
         skipped += max(0, covered - int(source.get("numInputRows", 0)))
     return skipped
+
+
+def state_operators(progress: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stateful operator of a batch: its state rows and memory, and what it dropped
+    (duplicates, records later than the watermark); empty for a stateless query."""
+    found = []
+    for operator in progress.get("stateOperators") or []:
+        metrics = operator.get("customMetrics") or {}
+        found.append(
+            {
+                "operator": operator.get("operatorName"),
+                "state_rows": int(operator.get("numRowsTotal") or 0),
+                "memory_bytes": int(operator.get("memoryUsedBytes") or 0),
+                "duplicates_dropped": int(metrics.get("numDroppedDuplicateRows") or 0),
+                "late_dropped": int(operator.get("numRowsDroppedByWatermark") or 0),
+            }
+        )
+    return found
+
+
+def stateful_drops(progress_jsons: list[str]) -> tuple[int, int]:
+    """The duplicates and the late records the stateful operators dropped over batches."""
+    duplicates = late = 0
+    for text in progress_jsons:
+        for operator in state_operators(json.loads(text)):
+            duplicates += operator["duplicates_dropped"]
+            late += operator["late_dropped"]
+    return duplicates, late
 
 
 def _offsets(value: Any) -> dict[tuple[str, str], int]:
@@ -114,6 +149,7 @@ def batch_summary(progress_json: str) -> dict[str, Any]:
         "durations_ms": progress.get("durationMs", {}),
         "source_lag": _lag(progress),
         "skipped_offsets": _skipped(progress),
+        **({"state": state} if (state := state_operators(progress)) else {}),
     }
 
 

@@ -36,7 +36,7 @@ from onceflow.prove.crash import CrashPoint
 from onceflow.prove.processes import JobProcesses, JobRun
 from onceflow.prove.promises import PROMISES, promise_held
 from onceflow.prove.verify import Delivery, measure_delivery
-from onceflow.prove.workload import payments
+from onceflow.prove.workload import payments, with_retries
 
 __all__ = [
     "CHECKPOINT_FAULTS",
@@ -75,6 +75,9 @@ class ProveSettings:
     batches: int = 4
     crash_batch: int = 1
     seed: int = 7
+    # the producer retries: every k-th record is sent twice (0: never); the ids expected
+    # stay 1..records, so a job without dedup shows the copies as duplicated
+    duplicate_every: int = 0
     timeout: float = 600.0
     parallel: int = 1  # scenarios at once; each is its own set of processes
     # checkpoints and sinks under <storage_root>/<scenario> (an hdfs:// or s3a:// URI, say)
@@ -193,14 +196,18 @@ class Scenario:
                 problem=f"onceflow prove cannot feed a {spec.source.kind} source (its kind "
                 "declares no feed); it feeds files and kafka sources",
             )
-        records = [p.as_record() for p in payments(s.records, seed=s.seed)]
-        per_batch, extra = divmod(len(records), s.batches)
+        sent = list(payments(s.records, seed=s.seed))
+        per_batch, extra = divmod(len(sent), s.batches)
         batches, start = [], 0
         for index in range(s.batches):
             size = per_batch + (1 if index < extra else 0)
-            batches.append(records[start : start + size])
+            batches.append(sent[start : start + size])
             start += size
-        overrides: list[str] = load_reference(feed)(spec.source, batches, self.root)
+        records = [
+            [p.as_record() for p in batch]
+            for batch in with_retries(batches, s.duplicate_every, lambda p: p.id)
+        ]
+        overrides: list[str] = load_reference(feed)(spec.source, records, self.root)
         return overrides
 
     def _own_tables(self, spec: JobSpec) -> list[str]:

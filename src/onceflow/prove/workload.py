@@ -11,14 +11,16 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["PAYMENTS_SCHEMA", "Payment", "payments", "write_payment_files"]
+__all__ = ["PAYMENTS_SCHEMA", "Payment", "payments", "with_retries", "write_payment_files"]
 
+_R = TypeVar("_R")
 PAYMENTS_SCHEMA = "id BIGINT, account STRING, amount DECIMAL(18,2), event_time TIMESTAMP"
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,28 +58,53 @@ def payments(count: int, seed: int = 7, accounts: int = 50, first_id: int = 1) -
         )
 
 
+def with_retries(batches: list[list[_R]], every: int, id_of: Callable[[_R], int]) -> list[list[_R]]:
+    """``batches`` as a retrying producer sends them: every ``every``-th record (by id) once
+    more, in the next batch, or at the end of its own when it is in the last. 0: as given."""
+    if every <= 0:
+        return [list(batch) for batch in batches]
+    sent = [list(batch) for batch in batches]
+    for index, batch in enumerate(batches):
+        again = [record for record in batch if id_of(record) % every == 0]
+        sent[min(index + 1, len(batches) - 1)].extend(again)
+    return sent
+
+
 def write_payment_files(
-    folder: Path, count: int, files: int, seed: int = 7, accounts: int = 50
+    folder: Path,
+    count: int,
+    files: int,
+    seed: int = 7,
+    accounts: int = 50,
+    duplicate_every: int = 0,
 ) -> list[Path]:
     """Write ``count`` payments as JSON lines spread over ``files`` files in ``folder``.
+
+    With ``duplicate_every`` k, every k-th payment is sent again, as a retrying producer
+    would, the same record: in the next file, or later in the same file when it is in the
+    last one. The files then hold ``count + count // k`` lines and still ``count`` ids.
 
     Each file is written under a hidden name and renamed into place, so a streaming file
     source that is already watching never reads half a file; their modification times are
     a second apart in file order, so one file per batch reads them in that order.
     """
-    if files < 1 or count < 0:
-        raise ValueError(f"need files >= 1 and count >= 0, got files={files}, count={count}")
+    if files < 1 or count < 0 or duplicate_every < 0:
+        raise ValueError(
+            f"need files >= 1, count >= 0 and duplicate_every >= 0, got files={files}, "
+            f"count={count}, duplicate_every={duplicate_every}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     records = payments(count, seed=seed, accounts=accounts)
     per_file, extra = divmod(count, files)
-    written: list[Path] = []
+    contents: list[list[Payment]] = []
     for index in range(files):
         size = per_file + (1 if index < extra else 0)
+        contents.append([next(records) for _ in range(size)])
+    written: list[Path] = []
+    for index, lines in enumerate(with_retries(contents, duplicate_every, lambda p: p.id)):
         target = folder / f"payments-{index:05d}.json"
         hidden = folder / f".{target.name}.tmp"
-        with hidden.open("w", encoding="utf-8") as out:
-            for _ in range(size):
-                out.write(next(records).to_json() + "\n")
+        hidden.write_text("".join(p.to_json() + "\n" for p in lines), encoding="utf-8")
         os.replace(hidden, target)
         written.append(target)
     # a file source takes the oldest files first, and files written within the same

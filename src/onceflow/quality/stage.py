@@ -32,7 +32,7 @@ from onceflow.errors import QualityError, first_line
 from onceflow.quality.expectations import FATE, REASON, Fate, broke_column, classify
 from onceflow.quality.parsing import parse_csv, parse_json, schema_of
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
-from onceflow.transform import apply_transform
+from onceflow.transforms import apply_transform
 
 __all__ = ["QUARANTINE_SCHEMA", "WHERE_RULE", "BatchCounts", "QualitySplit", "QualityStage"]
 
@@ -85,6 +85,9 @@ class QualityStage:
         self._job = spec.name
         self._spec = spec.quality
         self._raw = spec.raw_format
+        # a stateful job's stream is parsed before its stateful keys (``parse``): its
+        # batches arrive parsed, with the error column
+        self._parsed_in_stream = spec.parses_in_stream
         where = (
             (RuleSpec(name=WHERE_RULE, expect_or_drop=spec.transform.where),)
             if spec.transform.where
@@ -104,17 +107,25 @@ class QualityStage:
         """``batch`` parsed (if raw) and classified: fate, reason, a column per rule."""
         return classify(self._parsed(batch), self._rules)
 
-    def _parsed(self, batch: DataFrame) -> DataFrame:
+    def parse(self, frame: DataFrame) -> DataFrame:
+        """``frame`` (raw records) plus the schema's typed columns and ``ERROR``, the
+        reason a record did not parse (NULL when it did); ``frame`` as it is when onceflow
+        does not parse the source. Never drops a row."""
         raw = self._raw
         if raw is None:
-            return batch
-        schema = schema_of(batch, raw.schema)
+            return frame
+        schema = schema_of(frame, raw.schema)
         spec = self._spec
         if raw.format == "csv":
             return parse_csv(
-                batch, schema, spec.required, spec.max_payload_bytes, dict(raw.options)
+                frame, schema, spec.required, spec.max_payload_bytes, dict(raw.options)
             )
-        return parse_json(batch, schema, spec.required, spec.max_payload_bytes)
+        return parse_json(frame, schema, spec.required, spec.max_payload_bytes)
+
+    def _parsed(self, batch: DataFrame) -> DataFrame:
+        if self._parsed_in_stream:
+            return batch
+        return self.parse(batch)
 
     def check_rules(self, sample: DataFrame) -> None:
         """Raise QUALITY_RULE_INVALID for a rule that cannot be evaluated on the parsed
