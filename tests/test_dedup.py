@@ -213,14 +213,16 @@ def test_stateful_keys_that_cannot_work_are_refused_before_spark(
     assert f"'{key}'" in str(refused.value)
 
 
-def test_the_run_summary_counts_what_dedup_removed(
+def test_the_run_summary_and_status_count_what_dedup_removed_and_keeps(
     spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every record read is accounted for: 80 ids good, 20 copies removed by dedup."""
+    """Every record read is accounted for: 80 ids good, 20 copies removed by dedup; status
+    shows the operator, the rows its state holds, its store and where it lives."""
     from onceflow.cli import EXIT_OK, main
 
     producer_retries(tmp_path)
-    code = main(["run", str(ROOT / JOB), "--env", "local", "--set", f"storage.root={tmp_path}"])
+    job = [str(ROOT / JOB), "--env", "local", "--set", f"storage.root={tmp_path}"]
+    code = main(["run", *job])
     out = capsys.readouterr().out.splitlines()
     assert code == EXIT_OK
     assert f" {RECORDS + RESENT} input row(s)" in out[0], out
@@ -228,3 +230,13 @@ def test_the_run_summary_counts_what_dedup_removed(
         f"records: {RECORDS} good, 0 dropped, 0 quarantined, {RESENT} duplicate(s) and 0 late "
         "record(s) removed by dedup"
     ), out
+    assert main(["status", *job]) == EXIT_OK
+    state = [line for line in capsys.readouterr().out.splitlines() if "state " in line]
+    checkpoint = tmp_path / "state/payments_dedup/checkpoint"
+    assert len(state) == 1, state
+    assert state[0].startswith(
+        f"  state           dedupeWithinWatermark (operator 0): {RECORDS} rows, "
+    )
+    assert state[0].endswith(
+        f" MiB in memory, 4 partitions, batches 0-1, rocksdb at {checkpoint}/state/0"
+    )

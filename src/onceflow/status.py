@@ -40,6 +40,7 @@ from onceflow.guarantees import (
     job_identity,
     read_app_id,
     read_identity,
+    read_state_operators,
 )
 from onceflow.guarantees.identity import differences_from
 from onceflow.guarantees.lock import LockHolder, inspect_lock
@@ -99,6 +100,9 @@ class JobStatus:
     # when the lock cannot be read; ``lock`` is None when there is no lock at all
     running: bool | None = False
     lock: LockHolder | None = None
+    # each stateful operator: its state's partitions, batches, store and place (Spark's
+    # state-metadata source), with its rows and memory after the newest batch (metrics)
+    state: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -131,6 +135,7 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
                 f"({'; '.join(differences)}): the next start is refused",
             )
     running, lock = _liveness(spark, spec)
+    state = _state(spark, spec, last_line) if spec.is_stateful else []
     return JobStatus(
         job=spec.name,
         guarantee=spec.guarantee.value,
@@ -146,7 +151,21 @@ def job_status(spark: SparkSession, spec: JobSpec) -> JobStatus:
         problems=problems,
         running=running,
         lock=lock,
+        state=state,
     )
+
+
+def _state(
+    spark: SparkSession, spec: JobSpec, last_line: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The checkpoint's stateful operators, each with the rows and memory the newest
+    batch's metrics give it (in the operators' order)."""
+    operators = read_state_operators(spark, spec.checkpoint)
+    measured = (last_line or {}).get("state") or []
+    for operator, metrics in zip(operators, measured, strict=False):
+        operator["state_rows"] = metrics.get("state_rows")
+        operator["memory_bytes"] = metrics.get("memory_bytes")
+    return operators
 
 
 def _liveness(spark: SparkSession, spec: JobSpec) -> tuple[bool | None, LockHolder | None]:
@@ -356,6 +375,19 @@ def render_status(status: JobStatus) -> str:
         lines.append(
             f"  last metrics    batch {last['batch_id']} at {last.get('timestamp')}: "
             f"{int(last.get('input_rows') or 0):,} rows in {seconds:.2f} s, {guarantee}"
+        )
+    for operator in status.state:
+        low, high = operator["batches"]
+        rows = operator.get("state_rows")
+        held = (
+            f"{rows:,} rows, {operator['memory_bytes'] / 2**20:.1f} MiB in memory, "
+            if rows is not None
+            else ""
+        )
+        lines.append(
+            f"  state           {operator['operator']} (operator {operator['operator_id']}): "
+            f"{held}{operator['partitions']} partitions, batches {low}-{high}, "
+            f"{operator['store'] or 'unknown store'} at {operator['location']}"
         )
     for sink in status.sinks:
         lines.append(f"  sink '{sink.name}' ({sink.kind}, {sink.path})")

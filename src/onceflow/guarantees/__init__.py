@@ -15,7 +15,12 @@ from onceflow.guarantees.lock import CheckpointLock, table_lock
 from onceflow.guarantees.policies import WritePolicy, policy_for
 from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
-from onceflow.guarantees.state import claim_state, read_state_shape, state_store_settings
+from onceflow.guarantees.state import (
+    claim_state,
+    read_state_operators,
+    read_state_shape,
+    state_store_settings,
+)
 
 __all__ = [
     "AppIdentity",
@@ -34,6 +39,7 @@ __all__ = [
     "policy_for",
     "read_app_id",
     "read_identity",
+    "read_state_operators",
     "read_state_shape",
     "resolve_app_id",
     "retry_conflicts",

@@ -25,7 +25,13 @@ from onceflow.files import CheckpointFiles
 from onceflow.storage import onceflow_state
 from onceflow.transforms import stateful_shape
 
-__all__ = ["PROVIDERS", "claim_state", "read_state_shape", "state_store_settings"]
+__all__ = [
+    "PROVIDERS",
+    "claim_state",
+    "read_state_operators",
+    "read_state_shape",
+    "state_store_settings",
+]
 
 _STATE_FILE = "state.json"
 #: The state store providers, by ``state.store``.
@@ -42,6 +48,43 @@ def read_state_shape(spark: SparkSession, checkpoint: str) -> dict[str, Any] | N
     text = CheckpointFiles(spark, onceflow_state(checkpoint)).read(_STATE_FILE)
     recorded = json.loads(text) if text else None
     return recorded if isinstance(recorded, dict) and recorded.get("operators") else None
+
+
+def read_state_operators(spark: SparkSession, checkpoint: str) -> list[dict[str, Any]]:
+    """The checkpoint's stateful operators, from Spark's ``state-metadata`` source: each
+    one's id, name, partitions and the batches its state covers, and the store that keeps
+    it (from the newest ``offsets/`` entry). Empty when the checkpoint holds no state."""
+    if not CheckpointFiles(spark, checkpoint.rstrip("/") + "/state").names():
+        return []
+    rows = spark.read.format("state-metadata").load(checkpoint).collect()
+    store = _provider_of(spark, checkpoint)
+    return [
+        {
+            "operator_id": int(row["operatorId"]),
+            "operator": row["operatorName"],
+            "partitions": int(row["numPartitions"]),
+            "batches": [int(row["minBatchId"]), int(row["maxBatchId"])],
+            "store": store,
+            "location": f"{checkpoint.rstrip('/')}/state/{int(row['operatorId'])}",
+        }
+        for row in rows
+    ]
+
+
+def _provider_of(spark: SparkSession, checkpoint: str) -> str | None:
+    """The state store the checkpoint's newest batch ran with (``rocksdb``, ``hdfs``, or
+    the provider's class name)."""
+    offsets = CheckpointFiles(spark, checkpoint.rstrip("/") + "/offsets")
+    batches = [int(name) for name in offsets.names() if name.isdigit()]
+    if not batches:
+        return None
+    lines = (offsets.read(str(max(batches))) or "").splitlines()
+    try:
+        provider = str(json.loads(lines[1])["conf"][_PROVIDER])
+    except (IndexError, KeyError, ValueError):
+        return None
+    named = {cls: name for name, cls in PROVIDERS.items()}
+    return named.get(provider, provider)
 
 
 def claim_state(spark: SparkSession, spec: JobSpec) -> None:
