@@ -114,6 +114,27 @@ def test_exactly_once_survives_kills_with_checkpoint_and_tables_on_the_store(
     assert all(row.promise_held for row in rows)
 
 
+def test_dedup_state_on_the_store_survives_a_kill(store: RemoteStore, tmp_path: Path) -> None:
+    """A stateful job's state (RocksDB, its changelogs uploaded into the checkpoint) on the
+    store: killed mid-write in the batch that holds copies of the batch before it, the
+    restart reads the ids seen back from the store, and each id is delivered once."""
+    rows = prove(
+        ProveSettings(
+            job_file=ROOT / "jobs/payments_dedup.yaml",
+            work_dir=tmp_path,
+            env=f"{store.profile},test",
+            crash_points=("mid_write",),
+            records=120,
+            batches=2,
+            crash_batch=1,
+            duplicate_every=3,
+            storage_root=store.under("dedup"),
+        )
+    )
+    assert [(row.kills, row.lost, row.duplicated) for row in rows] == [(1, 0, 0)], rows
+    assert all(row.promise_held for row in rows)
+
+
 def test_unreachable_store_fails_fast_naming_the_checkpoint(
     spark: SparkSession, store: RemoteStore, tmp_path: Path
 ) -> None:
