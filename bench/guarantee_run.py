@@ -34,8 +34,9 @@ import yaml
 from onceflow.config import load_job
 from onceflow.contracts import BatchReports
 from onceflow.prove.workload import PAYMENTS_SCHEMA
-from onceflow.runner import source_frame, start_query
+from onceflow.runner import start_query
 from onceflow.session import build_session
+from onceflow.stream import job_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,7 +156,7 @@ def main() -> None:
     started = time.monotonic()
     if args.writer == "baseline":
         query = (
-            source_frame(spark, spec)
+            job_stream(spark, spec)
             .writeStream.format("delta")
             .queryName(spec.name)
             .option("checkpointLocation", checkpoint)
