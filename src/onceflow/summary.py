@@ -44,11 +44,6 @@ class RecordCounts:
     duplicates: int = 0
     late: int = 0
 
-    @property
-    def total(self) -> int:
-        """Every record the run read."""
-        return self.good + self.dropped + self.quarantined + self.duplicates + self.late
-
 
 class RecordTally(BatchReports):
     """The run's ``BatchReports`` that also add up each batch's record counts as the batch

@@ -61,9 +61,9 @@ def payments(count: int, seed: int = 7, accounts: int = 50, first_id: int = 1) -
 def with_retries(batches: list[list[_R]], every: int, id_of: Callable[[_R], int]) -> list[list[_R]]:
     """``batches`` as a retrying producer sends them: every ``every``-th record (by id) once
     more, in the next batch, or at the end of its own when it is in the last. 0: as given."""
-    if every <= 0:
-        return [list(batch) for batch in batches]
     sent = [list(batch) for batch in batches]
+    if every <= 0:
+        return sent
     for index, batch in enumerate(batches):
         again = [record for record in batch if id_of(record) % every == 0]
         sent[min(index + 1, len(batches) - 1)].extend(again)

@@ -1,10 +1,10 @@
 """The stateful keys applied to a stream: ``watermark``, then ``dedup``.
 
-``apply_stateful`` splits the stream by the ``BYPASS`` condition it is given together with
-its own: a row that cannot be compared (not parsed, a NULL key or a NULL event time) skips
-the watermark and the deduplication and joins the rest again (a union of two branches of
-the same source, which Spark reads once), so that the quality stage judges it and nothing
-is merged by its NULLs or dropped as late for want of a time.
+``apply_stateful`` splits the stream: a row that cannot be compared (not parsed, a NULL
+key or a NULL event time) skips the watermark and the deduplication and joins the rest
+again, so that the quality stage judges it and nothing is merged by its NULLs or dropped
+as late for want of a time. The two branches are a union of the same source, which Spark
+plans as two sources: a stateful job reads its source twice per batch.
 
 ``stateful_shape`` is what of these keys the state in the checkpoint depends on: a change
 to it breaks the state (``onceflow.guarantees.state``).
@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 
 from onceflow.config import JobSpec
 
-__all__ = ["BYPASS", "apply_stateful", "stateful_shape"]
+__all__ = ["apply_stateful", "stateful_shape"]
 
-#: A column name never kept: the condition that a row skips the stateful keys.
-BYPASS = "_onceflow_bypass"
+#: A column never kept: the condition that a row skips the stateful keys.
+_BYPASS = "_onceflow_bypass"
 
 
 def apply_stateful(frame: DataFrame, spec: JobSpec, cannot_compare: Column | None) -> DataFrame:
@@ -41,9 +41,9 @@ def apply_stateful(frame: DataFrame, spec: JobSpec, cannot_compare: Column | Non
     bypass = F.lit(False) if cannot_compare is None else F.coalesce(cannot_compare, F.lit(True))
     for name in columns:
         bypass = bypass | F.col(f"`{name}`").isNull()
-    marked = frame.withColumn(BYPASS, bypass)
-    compared = marked.where(~F.col(BYPASS)).drop(BYPASS)
-    skipped = marked.where(F.col(BYPASS)).drop(BYPASS)
+    marked = frame.withColumn(_BYPASS, bypass)
+    compared = marked.where(~F.col(_BYPASS)).drop(_BYPASS)
+    skipped = marked.where(F.col(_BYPASS)).drop(_BYPASS)
     if watermark is not None:
         compared = compared.withWatermark(watermark.column, watermark.delay)
     if spec.dedups_within_watermark:
