@@ -22,6 +22,7 @@ __all__ = [
     "SinkError",
     "SourceError",
     "StorageError",
+    "TransformError",
     "first_line",
 ]
 
@@ -44,6 +45,8 @@ MESSAGES: dict[str, str] = {
     "CONFIG_UNKNOWN_ENV": "no profile '{env}' in {conf_dir} (profiles there: {known})",
     "CONFIG_UNSUPPORTED": "{file}: {problem}",
     "CONFIG_GUARANTEE_REFUSED": "{place}: '{key}': {why}",
+    "CONFIG_BAD_FUNCTION": "{place}: '{key}' names {reference}, which onceflow cannot use: "
+    "{reason}",
     # given: "written out" (a file), or "given on the command line, where ..." (--set)
     "CONFIG_SECRET_LITERAL": "{place}: '{key}' names a secret, and its value is {given}; give "
     "it as ${{env:VAR}} so it lives only in the environment{how} (the value is not shown)",
@@ -63,6 +66,8 @@ MESSAGES: dict[str, str] = {
     "from Kafka (aged out by retention, or the topic was deleted): {lost}. With "
     "failOnDataLoss: false the job skips them and reports how many",
     "KAFKA_PRODUCE_FAILED": "could not produce to Kafka topic '{topic}' at {bootstrap}: {cause}",
+    # the job's own code (transform.python, transform.batch_python)
+    "TRANSFORM_FAILED": "job '{job}': {key} {reference} failed {when}: {cause}",
     "SINK_WRITE_FAILED": "job '{job}': sink '{sink}' failed on batch {batch_id}: {cause}",
     "SINK_TABLE_MISMATCH": "job '{job}': sink '{sink}' at {path}: {problem}",
     "SINK_MERGE_KEY_REFUSED": "job '{job}': sink '{sink}' batch {batch_id}: the MERGE on "
@@ -171,6 +176,10 @@ class ConfigError(OnceflowError):
             params["place"] = f"{params['file']}:{line}" if line else str(params["file"])
         super().__init__(error_class, **params)
         self.others: list[ConfigError] = []
+
+
+class TransformError(OnceflowError):
+    """A function of the job's own (``transform.python``, ``.batch_python``) raised."""
 
 
 class SourceError(OnceflowError):

@@ -1,6 +1,7 @@
 """The batch pipeline: what ``foreachBatch`` runs for every micro-batch of a job.
 
     batch ──quality split──▶ good rows │ quarantined rows
+          ──transform.batch_python──▶ the good rows the sinks get
           ──guarantee policy──▶ admitted? (at-most-once's claim)
           ──each sink, then the quarantine──▶ written with (app id, batch id), guarded or not
           ──▶ a BatchReport for the progress line and the metrics file
@@ -51,6 +52,8 @@ class BatchPipeline:
         replay_of: the batch in flight when the job last stopped: the first batch of this
             run, if it has that id, is its replay.
         lease: raises when the job's locks are no longer its own.
+        shape: the job's own function of each batch's good rows and its id
+            (``transform.batch_python``), applied before the sinks get them.
     """
 
     job: str
@@ -63,6 +66,7 @@ class BatchPipeline:
     retries: int = 3
     replay_of: int | None = None
     lease: Callable[[], None] | None = None
+    shape: Callable[[DataFrame, int], DataFrame] | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         report = BatchReport(batch_id)
@@ -108,7 +112,8 @@ class BatchPipeline:
             # the split reads one judged, persisted frame: the outputs share it already
             with self.stage.split(batch, batch_id) as split:
                 report.quality = split.counts.as_note()
-                outputs = [(sink, split.good) for sink in self.sinks]
+                good = self._shaped(split.good, batch_id)
+                outputs = [(sink, good) for sink in self.sinks]
                 # a batch that quarantined nothing leaves the quarantine table alone: an
                 # empty commit per batch would cost time and guard nothing (a replay is empty)
                 if self.quarantine is not None and split.counts.quarantined:
@@ -116,12 +121,17 @@ class BatchPipeline:
                 yield outputs
             return
         reused = len(self.sinks) > 1
-        frame = batch.persist() if reused else batch
+        frame = self._shaped(batch, batch_id)
+        frame = frame.persist() if reused else frame
         try:
             yield [(sink, frame) for sink in self.sinks]
         finally:
             if reused:
                 frame.unpersist()
+
+    def _shaped(self, good: DataFrame, batch_id: int) -> DataFrame:
+        """The rows the sinks get: ``good`` through the job's own batch function, if any."""
+        return good if self.shape is None else self.shape(good, batch_id)
 
     def _write(self, sink: Sink, frame: DataFrame, context: BatchContext) -> int:
         """Write, retrying the sink's own conflicts; how many retries it took."""

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
@@ -51,6 +51,7 @@ from onceflow.storage import (
 )
 from onceflow.stream import job_stream
 from onceflow.summary import RecordCounts, RecordTally
+from onceflow.transforms import apply_batch_python
 
 __all__ = [
     "RunResult",
@@ -129,6 +130,7 @@ def build_pipeline(
         retries=spec.retries,
         replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
         lease=lease,
+        shape=_batch_function(spec),
     )
     return instrument.wrap_writer(pipeline) if instrument is not None else pipeline
 
@@ -210,6 +212,8 @@ def start_query(
             .option("checkpointLocation", spec.checkpoint)
             .foreachBatch(writer)
         )
+        if spec.aggregate is not None:  # what an aggregate hands each batch
+            stream = stream.outputMode(spec.aggregate.output)
         with state_store_settings(spark, spec):
             query = _with_trigger(stream, spec.trigger).start()
         started.append(query)
@@ -223,6 +227,14 @@ def start_query(
         daemon=True,
     ).start()
     return query
+
+
+def _batch_function(spec: JobSpec) -> Callable[[DataFrame, int], DataFrame] | None:
+    """``transform.batch_python`` as the pipeline calls it, or None."""
+    reference = spec.transform.batch_python
+    if reference is None:
+        return None
+    return lambda good, batch_id: apply_batch_python(good, batch_id, reference, spec.name)
 
 
 def storage_locations(spec: JobSpec) -> dict[str, str]:
@@ -340,7 +352,8 @@ def run_job(
         duplicates, late = stateful_drops([p.json for p in progress])
         records = replace(records, duplicates=duplicates, late=late)
     rows = sum(int(p.numInputRows) for p in progress)
-    if spec.is_stateful:  # its source is read in two branches (onceflow.stream): count one
+    if spec.is_stateful or spec.transforms_stream:
+        # its source is read in several branches (onceflow.stream): count one
         rows = sum(max((int(s.numInputRows) for s in p.sources), default=0) for p in progress)
     if spec.judges_records and heard_the_end:
         # Spark counts a raw file source's files, not its records

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from onceflow.class_sharing import driver_java_options
 from onceflow.config import JobSpec
 from onceflow.errors import ConfigError, first_line
-from onceflow.shipping import package_zip
+from onceflow.shipping import module_zip, package_zip
 
 __all__ = [
     "DELTA_CONF",
@@ -86,6 +86,7 @@ def build_session(spec: JobSpec) -> SparkSession:
     _apply_hadoop_conf(spark, spec.spark.conf)
     if not launched_by_spark_submit() and not _is_local(spark.sparkContext.master):
         _ship_package(spark)
+    _ship_functions(spark, spec)
     return spark
 
 
@@ -111,6 +112,23 @@ def _ship_package(spark: SparkSession) -> None:
     if any(Path(p).name.startswith("onceflow-") for p in context._python_includes or []):
         return
     context.addPyFile(str(package_zip(Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))))
+
+
+def _ship_functions(spark: SparkSession, spec: JobSpec) -> None:
+    """Ship the packages of the job's own functions (``transform.python``,
+    ``.batch_python``) to the executors' Python workers, which a UDF of theirs runs in; in
+    local mode too, whose workers do not share the driver's ``sys.path``. Once per context
+    and package: a notebook that edits one restarts its session to ship the edit."""
+    context = spark.sparkContext
+    shipped = {Path(p).name for p in context._python_includes or []}
+    references = (spec.transform.python, spec.transform.batch_python)
+    for module in {r.partition(":")[0] for r in references if r is not None}:
+        if f"{module.partition('.')[0]}.zip" in shipped:
+            continue
+        zipped = module_zip(module, Path(tempfile.mkdtemp(prefix="onceflow-pyfiles-")))
+        if zipped is not None:
+            context.addPyFile(str(zipped))
+            shipped.add(zipped.name)
 
 
 def _apply_hadoop_conf(spark: SparkSession, conf: dict[str, str]) -> None:

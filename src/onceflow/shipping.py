@@ -1,4 +1,5 @@
-"""The onceflow package as a zip for ``spark-submit --py-files``, so executors can import it.
+"""The onceflow package (and a job's own functions) as zips for ``spark-submit --py-files``
+and ``addPyFile``, so executors can import them.
 
 On a cluster the driver runs where ``spark-submit`` runs, but Python code that Spark sends to
 executors (crash injection's partition function, for one) imports onceflow there, where it is
@@ -9,11 +10,14 @@ the same environment on every node, or a packed one shipped with ``spark.archive
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import sysconfig
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
-__all__ = ["package_zip"]
+__all__ = ["module_zip", "package_zip"]
 
 # zip entries carry a timestamp; a fixed one makes the same code give the same bytes
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
@@ -26,13 +30,37 @@ def package_zip(out_dir: Path) -> Path:
     ``onceflow/``, so ``import onceflow`` works with the zip alone on ``sys.path``.
     """
     package = Path(__file__).resolve().parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"onceflow-{version('onceflow')}.zip"
+    return _zipped(package, out_dir / f"onceflow-{version('onceflow')}.zip")
+
+
+def module_zip(module: str, out_dir: Path) -> Path | None:
+    """Write ``out_dir/<top>.zip`` holding the top-level package (or single module) that
+    ``module`` belongs to, for a job's own functions; return its path. None when it is
+    installed in the environment (its site-packages, which every node must have anyway)
+    or not found.
+    """
+    top = module.partition(".")[0]
+    found = importlib.util.find_spec(top)
+    if found is None or found.origin is None:
+        return None
+    origin = Path(found.origin).resolve()
+    installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    if any(origin.is_relative_to(folder) for folder in installed) or top in sys.stdlib_module_names:
+        return None
+    root = origin.parent if found.submodule_search_locations else origin
+    return _zipped(root, out_dir / f"{top}.zip")
+
+
+def _zipped(root: Path, target: Path) -> Path:
+    """``root`` (a package folder or one ``.py`` file) as the zip ``target``: its ``.py``
+    files under the package's name, no bytecode, no data."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".zip.partial")  # a reader never sees half a zip
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+    base = root.parent
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for source in sorted(package.rglob("*.py")):
-            name = Path("onceflow") / source.relative_to(package)
-            entry = zipfile.ZipInfo(name.as_posix(), date_time=_FIXED_TIME)
+        for source in files:
+            entry = zipfile.ZipInfo(source.relative_to(base).as_posix(), date_time=_FIXED_TIME)
             entry.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(entry, source.read_bytes())
     partial.replace(target)

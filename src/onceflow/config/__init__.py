@@ -29,11 +29,18 @@ from onceflow.config.modes import (
 )
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
 from onceflow.config.specs import FileSinkSpec, SinkSpec, SourceSpec
-from onceflow.config.stateful import DedupSpec, StateSettings, WatermarkSpec
+from onceflow.config.stateful import (
+    AggregateSpec,
+    DedupSpec,
+    StateSettings,
+    WatermarkSpec,
+    WindowSpec,
+)
 
 __all__ = [
     "MODE_OF_STRATEGY",
     "STRATEGY_OF_MODE",
+    "AggregateSpec",
     "DedupSpec",
     "FileSinkSpec",
     "Guarantee",
@@ -59,6 +66,7 @@ __all__ = [
     "TransformSpec",
     "TriggerSpec",
     "WatermarkSpec",
+    "WindowSpec",
     "WriteMode",
     "is_uri",
     "job_model",

@@ -19,9 +19,10 @@ from onceflow.config.kinds import Kinds, RawFormat, kinds
 from onceflow.config.modes import Guarantee, Strategy, WriteMode
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
 from onceflow.config.specs import SinkSpec, SourceSpec
-from onceflow.config.stateful import DedupSpec, StateSettings, WatermarkSpec
+from onceflow.config.stateful import AggregateSpec, DedupSpec, StateSettings, WatermarkSpec
 
 __all__ = [
+    "FUNCTION_PATTERN",
     "QUARANTINE_KIND",
     "JobSpec",
     "LockSettings",
@@ -37,9 +38,31 @@ QUARANTINE_KIND = "delta"
 QUARANTINE_NAME = "_quarantine"
 
 
-class TransformSpec(Model):
-    """Row-wise shaping of the stream before it reaches the sinks: filter, then project."""
+#: ``package.module:function``: a function onceflow imports (from the project folder too).
+FUNCTION_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$"
 
+
+class TransformSpec(Model):
+    """What the job does to its rows before the sinks.
+
+    On the stream, after the watermark and dedup and before ``aggregate``: ``sql`` (a
+    statement over the stream as the temp view ``{stream}``), then ``python`` (a function
+    from DataFrame to DataFrame). Rows onceflow could not parse skip them, to the
+    quarantine. On each batch, in the writer: ``where`` (a rule: what it filters out is
+    counted as dropped), ``select``, then ``batch_python``, a function of the batch's good
+    rows and its batch id. Each must be deterministic: a replayed batch must give the same
+    rows.
+    """
+
+    sql: str | None = None
+    """A SQL statement over the stream, which it names ``{stream}`` (``SELECT *, amount * 100
+    AS cents FROM {stream}``); applied to the stream once, when the query starts."""
+    python: str | None = Field(default=None, pattern=FUNCTION_PATTERN)
+    """``package.module:function``, a function from DataFrame to DataFrame applied to the
+    stream once, when the query starts; its module is shipped to a cluster's executors."""
+    batch_python: str | None = Field(default=None, pattern=FUNCTION_PATTERN)
+    """``package.module:function`` called with each batch's good rows and the batch id
+    ``(DataFrame, int) -> DataFrame``, in the writer, before the sinks."""
     where: str | None = None
     """A SQL filter applied to each row. What it filters out is counted as dropped, by the name
     ``transform_where``."""
@@ -145,13 +168,17 @@ class JobSpec(Model):
     source: SourceSpec
     """What the job reads. Its ``kind`` picks which other keys are allowed."""
     transform: TransformSpec = TransformSpec()
-    """Row-wise shaping of the stream before the sinks: ``where``, then ``select``."""
+    """What the job does to its rows: ``sql`` and ``python`` on the stream; ``where``,
+    ``select`` and ``batch_python`` on each batch."""
     watermark: WatermarkSpec | None = None
     """The stream's event-time column and how late an event may arrive: bounds the state
     the stateful keys keep."""
     dedup: DedupSpec | None = None
     """Drop records whose keys were already seen, across batches and restarts (state in the
     checkpoint)."""
+    aggregate: AggregateSpec | None = None
+    """Aggregate per group, in event-time windows or over all time (state in the
+    checkpoint): ``output: update`` into MERGE sinks, ``append`` into append sinks."""
     state: StateSettings = StateSettings()
     """Where a stateful job's state store keeps its state (RocksDB by default)."""
     quality: QualitySpec = QualitySpec()
@@ -213,8 +240,30 @@ class JobSpec(Model):
 
     @property
     def is_stateful(self) -> bool:
-        """True when the stream keeps state across batches (``dedup``), in the checkpoint."""
-        return self.dedup is not None
+        """True when the stream keeps state across batches (``dedup``, ``aggregate``), in the
+        checkpoint."""
+        return self.dedup is not None or self.aggregate is not None
+
+    @property
+    def windows(self) -> bool:
+        """True when the job aggregates in event-time windows: a row without an event time
+        fits none, and is quarantined."""
+        return self.aggregate is not None and self.aggregate.window is not None
+
+    @property
+    def window_column(self) -> str | None:
+        """The event-time column of the aggregate's window: its own, else the watermark's."""
+        window = self.aggregate.window if self.aggregate is not None else None
+        if window is None:
+            return None
+        if window.column is not None:
+            return window.column
+        return self.watermark.column if self.watermark is not None else None
+
+    @property
+    def transforms_stream(self) -> bool:
+        """True when the stream itself is shaped (``transform.sql`` or ``.python``)."""
+        return self.transform.sql is not None or self.transform.python is not None
 
     @property
     def dedups_within_watermark(self) -> bool:
@@ -225,9 +274,10 @@ class JobSpec(Model):
 
     @property
     def parses_in_stream(self) -> bool:
-        """True when onceflow parses the source in the stream, before the stateful keys
-        (which need typed columns), rather than batch by batch in the quality stage."""
-        return self.parses_raw and self.is_stateful
+        """True when onceflow parses the source in the stream, before the stateful keys and
+        the stream's transforms (which need typed columns), rather than batch by batch in
+        the quality stage."""
+        return self.parses_raw and (self.is_stateful or self.transforms_stream)
 
     def key_rules(self) -> tuple[RuleSpec, ...]:
         """The rules the sinks' kinds imply (a Delta MERGE's ``on_null_key`` or
@@ -240,17 +290,27 @@ class JobSpec(Model):
     @property
     def judges_records(self) -> bool:
         """True when every batch goes through the quality stage: onceflow parses the source,
-        or rules (the job's, its sinks' kinds', its ``transform.where``) can drop,
-        quarantine or fail a record, which is then counted by name."""
+        a window may find rows without an event time, or rules (the job's, its sinks'
+        kinds', its ``transform.where``) can drop, quarantine or fail a record, which is
+        then counted by name."""
         return bool(
-            self.parses_raw or self.quality.rules or self.key_rules() or self.transform.where
+            self.parses_raw
+            or self.windows
+            or self.quality.rules
+            or self.key_rules()
+            or self.transform.where
         )
 
     def quarantine_sink(self) -> SinkSpec | None:
         """The quarantine table as a sink (a Delta append), when records can end there: the
-        source is parsed by onceflow, or a rule quarantines."""
+        source is parsed by onceflow, a window may find rows without an event time, or a
+        rule quarantines."""
         rules = (*self.quality.rules, *self.key_rules())
-        quarantining = self.parses_raw or any(r.action is RuleAction.QUARANTINE for r in rules)
+        quarantining = (
+            self.parses_raw
+            or self.windows  # a row without an event time
+            or any(r.action is RuleAction.QUARANTINE for r in rules)
+        )
         if not quarantining or self.quality.quarantine is None:
             return None
         spec = kinds().sink(QUARANTINE_KIND).spec

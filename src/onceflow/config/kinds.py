@@ -125,6 +125,10 @@ class SourceKind:
     rules: Callable[[Any, JobSpec], list[Problem]] = _no_problems
 
 
+def _no_keys(spec: Any) -> tuple[str, ...]:
+    return ()
+
+
 def _by_strategy(spec: Any, strategy: Strategy | None) -> WriteMode:
     """The mode the job's exactly-once ``strategy`` implies, else append."""
     return MODE_OF_STRATEGY[strategy] if strategy is not None else WriteMode.APPEND
@@ -153,6 +157,8 @@ class SinkKind:
         quality_rules: ``(spec, job) -> rules`` its settings imply for the quality stage.
         isolate: ``"module:function"``, ``(job, spec, tag) -> [override]``: give a prove
             scenario its own copy of the sink (a database table of its own), emptied.
+        match_keys: ``(spec) -> columns``: what a keyed mode (a MERGE, an upsert) matches
+            a row on; empty when the sink names none.
         deep_check: ``"module:function"``, ``(spark, spec, target, batch) -> [(key path
             under the sink, reason)]``: the SQL of its own settings that Spark cannot analyse
             against the table's columns (``target``) and a shaped, empty batch
@@ -179,6 +185,7 @@ class SinkKind:
     quality_rules: Callable[[Any, JobSpec], tuple[RuleSpec, ...]] = _no_rules
     isolate: str | None = None
     deep_check: str | None = None
+    match_keys: Callable[[Any], tuple[str, ...]] = _no_keys
 
 
 @cache

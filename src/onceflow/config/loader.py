@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from onceflow.config.common import JOB_NAME_PATTERN
 from onceflow.config.documents import Document, KeyPath, Origin, load_document
+from onceflow.config.functions import check_functions
 from onceflow.config.interpolation import interpolate_env
 from onceflow.config.job import JobSpec, job_model
 from onceflow.config.layering import apply_override, merge_documents
@@ -151,6 +152,7 @@ def load_job(
     except ValidationError as exc:
         _raise_all(to_config_errors(exc, model, merged, sensitive))
     _raise_all(check_guarantee_rules(spec, merged))
+    _raise_all(check_functions(spec, merged, project_dir))
     return LoadedJob(
         spec=spec,
         job_file=job_path,

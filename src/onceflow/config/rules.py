@@ -11,6 +11,7 @@ from onceflow.config.documents import Document, KeyPath, format_key_path
 from onceflow.config.job import JobSpec
 from onceflow.config.kinds import kinds
 from onceflow.config.modes import Guarantee
+from onceflow.config.stateful_rules import stateful_problems
 from onceflow.errors import ConfigError
 
 __all__ = ["check_guarantee_rules"]
@@ -31,7 +32,7 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
     for index, sink in enumerate(spec.sinks):
         problems += [((("sinks", index, *key)), why) for key, why in _sink_problems(spec, sink)]
     problems += _overlapping_outputs(spec)
-    problems += _stateful_problems(spec)
+    problems += stateful_problems(spec)
     return [_refusal(document, path, why) for path, why in problems]
 
 
@@ -93,23 +94,6 @@ def _overlapping_outputs(spec: JobSpec) -> list[tuple[KeyPath, str]]:
                 (inner[0], f"{inner[1]} ({inner[2]}) is {relation} {outer[1]} ({outer[2]}); "
                  "give each its own folder")
             )  # fmt: skip
-    return problems
-
-
-def _stateful_problems(spec: JobSpec) -> list[tuple[KeyPath, str]]:
-    """A watermark with nothing to bound, a dedup within a watermark the job lacks."""
-    problems: list[tuple[KeyPath, str]] = []
-    if spec.watermark is not None and not spec.is_stateful:
-        problems.append(
-            (("watermark",), "a watermark bounds the state of a stateful key (dedup) and "
-             "this job has none: it would change nothing")
-        )  # fmt: skip
-    dedup = spec.dedup
-    if dedup is not None and dedup.within_watermark and spec.watermark is None:
-        problems.append(
-            (("dedup", "within_watermark"), "deduplicating within the watermark needs one: "
-             "add watermark: {column: <event time>, delay: <interval>}")
-        )  # fmt: skip
     return problems
 
 

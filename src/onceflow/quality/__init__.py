@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from onceflow.quality.expectations import FATE, REASON, Fate, classify
-from onceflow.quality.parsing import ERROR, parse_csv, parse_json
+from onceflow.quality.parsing import ERROR, RECORD, parse_csv, parse_json
 from onceflow.quality.stage import (
     QUARANTINE_SCHEMA,
     WHERE_RULE,
@@ -18,6 +18,7 @@ __all__ = [
     "FATE",
     "QUARANTINE_SCHEMA",
     "REASON",
+    "RECORD",
     "WHERE_RULE",
     "BatchCounts",
     "Fate",

@@ -23,9 +23,12 @@ from pyspark.sql import types as T
 
 from onceflow.sources.raw import PAYLOAD
 
-__all__ = ["ERROR", "parse_csv", "parse_json", "schema_of"]
+__all__ = ["ERROR", "RECORD", "parse_csv", "parse_json", "schema_of"]
 
 ERROR = "_onceflow_error"
+#: A row set apart from the stream before its transforms reshaped it, as JSON: what the
+#: quarantine shows of a record that has no raw payload (a typed source's).
+RECORD = "_onceflow_record"
 _VARIANT = "_onceflow_variant"
 _FIELDS = "_onceflow_fields"
 _EXTRA = "_onceflow_extra_column"

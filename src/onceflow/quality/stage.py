@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from onceflow.config import JobSpec, RuleSpec, TransformSpec
 from onceflow.errors import QualityError, first_line
 from onceflow.quality.expectations import FATE, REASON, Fate, broke_column, classify
-from onceflow.quality.parsing import parse_csv, parse_json, schema_of
+from onceflow.quality.parsing import RECORD, parse_csv, parse_json, schema_of
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
 from onceflow.transforms import apply_transform
 
@@ -220,7 +220,9 @@ class QualityStage:
         if PAYLOAD in judged.columns:
             return F.expr(f"make_valid_utf8({PAYLOAD})")
         data = [F.col(f"`{c}`") for c in judged.columns if not c.startswith("_onceflow_")]
-        return F.to_json(F.struct(*data))
+        shown = F.to_json(F.struct(*data))
+        # a row the stream set apart before reshaping it carries what it was
+        return F.coalesce(F.col(RECORD), shown) if RECORD in judged.columns else shown
 
     def good_rows(self, judged: DataFrame) -> DataFrame:
         """The rows of a judged batch the sinks get: good, transformed, no internal columns."""

@@ -112,6 +112,7 @@ SINK = SinkKind(
     guarded_modes=frozenset({WriteMode.APPEND, WriteMode.UPSERT}),
     replayable_modes=frozenset({WriteMode.APPEND, WriteMode.UPSERT}),
     default_mode=_append,
+    match_keys=lambda spec: tuple(spec.keys),
     mode_hint="a table keyed by columns takes mode: upsert (INSERT ... ON CONFLICT)",
     file_backed=False,
     rules=_rules,

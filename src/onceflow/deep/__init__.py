@@ -5,10 +5,11 @@ fail inside Spark only once the job ran: a schema Spark cannot parse, SQL it can
 analyse, an interval it cannot read, an input folder that is not there. ``check_job`` asks
 Spark's own parser and analyser about each of them, in a session but without starting a
 query or reading a row: the SQL is analysed against an empty batch shaped like the one
-``foreachBatch`` gets, through the same code that shapes it when the job runs (the quality
-stage's rules and ``transform.where``, ``transform.select``, each sink's ``query``, a
-MERGE's keys and clauses). Every problem is a ConfigError naming the file, line and key,
-with Spark's one-line reason; one pass reports them all.
+``foreachBatch`` gets, through the same code that shapes it when the job runs (the
+stream's own steps, ``deep.stream``; the quality stage's rules and ``transform.where``,
+``transform.select``, each sink's ``query``, a MERGE's keys and clauses). Every problem is
+a ConfigError naming the file, line and key, with Spark's one-line reason; one pass
+reports them all.
 
 ``onceflow validate --deep`` runs it in a local session (``local_session``);
 ``onceflow run`` runs it once its session is up, before the checkpoint is touched, so a
@@ -28,6 +29,7 @@ from pyspark.sql.types import DataType, StructType
 from onceflow.config import JobSpec, LoadedJob, TransformSpec, kinds
 from onceflow.config.documents import KeyPath, format_key_path
 from onceflow.config.kinds import load_reference
+from onceflow.deep.stream import Problem, stream_problems
 from onceflow.errors import ConfigError, QualityError, first_line
 from onceflow.files import CheckpointFiles
 from onceflow.quality import WHERE_RULE, QualityStage
@@ -35,13 +37,11 @@ from onceflow.session import analysis_failure, build_session
 from onceflow.sinks.base import build_sink
 from onceflow.sinks.shaping import shaped_batch
 from onceflow.storage import check_storage
-from onceflow.stream import typed_stream
-from onceflow.transforms import apply_stateful
+from onceflow.stream import shaped_stream, typed_stream
 
 __all__ = ["check_job", "deep_error", "deep_problems", "local_session", "path_exists"]
 
-#: A problem before it is placed in the job's files: error class, key path, parameters.
-_Problem = tuple[str, KeyPath, dict[str, Any]]
+_Problem = Problem
 # what Hadoop reads as a glob; Spark does not look for such a path before it streams it
 _GLOB = frozenset("{}[]*?\\")
 # where pyspark.errors logs an AnalysisException as it raises it (pyspark 4)
@@ -94,7 +94,7 @@ def deep_problems(spark: SparkSession, loaded: LoadedJob) -> list[ConfigError]:
         missing = _missing_input(spark, spec)
         found += missing
         if not missing and not any(key[0] == "source" for _, key, _ in schemas):
-            stateful = _stateful_problems(spark, spec)
+            stateful = stream_problems(spark, spec)
             found += stateful or _sql_problems(spark, spec)
     errors = []
     for error_class, key, params in found:
@@ -189,8 +189,8 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
     )
     try:
         stream = typed_stream(spark, spec, stage)
-        if spec.is_stateful:  # their columns checked by _stateful_problems
-            stream = apply_stateful(stream, spec, None)
+        if spec.is_stateful or spec.transforms_stream:  # checked by stream_problems
+            stream = shaped_stream(stream, spec)
         batch = spark.createDataFrame([], stream.schema)
     except Exception as exc:
         return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
@@ -216,41 +216,6 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
             return [("CONFIG_BAD_SQL", key, {"reason": failure})]
         rows = rows.selectExpr(*select)
     return [p for index in range(len(spec.sinks)) for p in _sink_problems(spark, spec, index, rows)]
-
-
-def _stateful_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
-    """The watermark's column (a timestamp) and delay (an interval), and the dedup keys,
-    against the stream's typed columns."""
-    if not spec.is_stateful:
-        return []
-    try:
-        stream = typed_stream(spark, spec, QualityStage.for_job(spec))
-        types = dict(stream.dtypes)
-    except Exception as exc:
-        return [("CONFIG_SOURCE_UNREADABLE", ("source",), {"reason": first_line(exc)})]
-    found: list[_Problem] = []
-    columns = f"the stream's columns are {', '.join(c for c in types if not c.startswith('_'))}"
-    watermark = spec.watermark
-    if watermark is not None:
-        kind = types.get(watermark.column)
-        if kind is None:
-            reason = f"no column '{watermark.column}': {columns}"
-            found.append(("CONFIG_BAD_SQL", ("watermark", "column"), {"reason": reason}))
-        elif kind not in ("timestamp", "timestamp_ntz"):
-            reason = f"'{watermark.column}' is a {kind}, and an event time is a timestamp"
-            found.append(("CONFIG_BAD_SQL", ("watermark", "column"), {"reason": reason}))
-        else:
-            failure = analysis_failure(
-                lambda: stream.withWatermark(watermark.column, watermark.delay)
-            )
-            if failure:
-                found.append(("CONFIG_BAD_INTERVAL", ("watermark", "delay"), {"reason": failure}))
-    assert spec.dedup is not None  # noqa: S101 - is_stateful
-    for index, key in enumerate(spec.dedup.keys):
-        if key not in types:
-            reason = f"no column '{key}': {columns}"
-            found.append(("CONFIG_BAD_SQL", ("dedup", "keys", index), {"reason": reason}))
-    return found
 
 
 def _sink_problems(
