@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 
-@F.udf(returnType=StringType())
-def _size_of(amount: object) -> str:
-    """A Python UDF on purpose: it runs in the executors' Python workers, which must be
-    able to import this module (onceflow ships it)."""
+def size_of(amount: Decimal | None) -> str:
+    """``large`` from 100 up, else ``small``; ``unknown`` without an amount."""
     if amount is None:
         return "unknown"
-    return "large" if float(amount) >= 100 else "small"  # type: ignore[arg-type]
+    return "large" if amount >= 100 else "small"
+
+
+# a Python UDF on purpose: it runs in the executors' Python workers, which import
+# ``size_of`` from this module by name (onceflow ships the package to them)
+_size_udf = F.udf(size_of, StringType(), useArrow=False)
 
 
 def with_size(payments: DataFrame) -> DataFrame:
     """Each payment with its ``size``: ``large`` from 100 up, else ``small``."""
-    return payments.withColumn("size", _size_of(F.col("amount")))
+    return payments.withColumn("size", _size_udf(F.col("amount")))
 
 
 def with_batch(payments: DataFrame, batch_id: int) -> DataFrame:

@@ -25,11 +25,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow]
 EXECUTOR_DIR = "reflect('java.lang.System', 'getProperty', 'user.dir') AS executor_dir"
 
 
-def test_onceflow_run_on_a_cluster_master_ships_the_package_itself(
+def test_onceflow_run_on_a_cluster_master_ships_the_packages_itself(
     spark: SparkSession, spark_cluster: LocalSparkCluster, tmp_path: Path
 ) -> None:
-    """Without spark-submit: the session ships the zip once, though ``run`` builds it twice
-    (the run, then the sinks' row counts) and Spark refuses a second file of one name.
+    """Without spark-submit: the session ships onceflow's zip and the job's own function
+    package once each, though ``run`` builds it twice (the run, then the sinks' row
+    counts) and Spark refuses a second file of one name.
 
     Where a task ran is read from the job's output, not from a log: a column computed on
     the executor (``reflect`` of ``System.getProperty("user.dir")``, the working folder the
@@ -44,6 +45,9 @@ def test_onceflow_run_on_a_cluster_master_ships_the_package_itself(
     overrides = [
         f"storage.root={tmp_path}",
         f'transform.select=["*", "{EXECUTOR_DIR}"]',
+        # a Python UDF of the project's own package: the executors import it from the zip
+        # the session ships (their working folder is not the project's)
+        "transform.python=functions.payments:with_size",
         # small splits: several tasks per batch, so both single-core executors get work
         'spark.conf["spark.sql.files.maxPartitionBytes"]=2048',
     ]
@@ -53,11 +57,15 @@ def test_onceflow_run_on_a_cluster_master_ships_the_package_itself(
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
-    assert result.returncode == 0, result.stderr[-3000:]
+    # onceflow's own error line first: the plan Spark prints after it fills the tail
+    errors = [line[:600] for line in result.stderr.splitlines() if 'rror' in line][:6]
+    assert result.returncode == 0, (errors, result.stderr[-3000:])
     assert f"job 'payments' on {spark_cluster.master_url}:" in result.stdout
     assert "sink 'events': 100 row(s)" in result.stdout
     events = spark.read.format("delta").load(str(tmp_path / "data/tables/payments/events"))
     assert events.select("id").distinct().count() == events.count() == 100
+    sizes = {(r.amount >= 100, r.size) for r in events.select("amount", "size").collect()}
+    assert sizes == {(True, "large"), (False, "small")}
     worker_dirs = [str(spark_cluster.work_dir(i)) for i in range(spark_cluster.workers)]
     executor_dirs = {row.executor_dir for row in events.select("executor_dir").distinct().collect()}
     assert all(any(d.startswith(w + os.sep) for w in worker_dirs) for d in executor_dirs), (

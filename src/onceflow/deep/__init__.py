@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DataType, StructType
 
-from onceflow.config import JobSpec, LoadedJob, TransformSpec, kinds
+from onceflow.config import JobSpec, LoadedJob, kinds
 from onceflow.config.documents import KeyPath, format_key_path
 from onceflow.config.kinds import load_reference
 from onceflow.deep.stream import Problem, stream_problems
@@ -185,7 +185,7 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
     MERGE. A step that fails leaves the ones after it unchecked (they read its output)."""
     # the stage without the select, to name a failing select item by its own line
     stage = QualityStage.for_job(
-        spec.model_copy(update={"transform": TransformSpec(where=spec.transform.where)})
+        spec.model_copy(update={"transform": spec.transform.model_copy(update={"select": ()})})
     )
     try:
         stream = typed_stream(spark, spec, stage)
