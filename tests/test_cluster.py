@@ -58,7 +58,7 @@ def test_onceflow_run_on_a_cluster_master_ships_the_packages_itself(
     )  # fmt: skip
 
     # onceflow's own error line first: the plan Spark prints after it fills the tail
-    errors = [line[:600] for line in result.stderr.splitlines() if 'rror' in line][:6]
+    errors = [line[:600] for line in result.stderr.splitlines() if "rror" in line][:6]
     assert result.returncode == 0, (errors, result.stderr[-3000:])
     assert f"job 'payments' on {spark_cluster.master_url}:" in result.stdout
     assert "sink 'events': 100 row(s)" in result.stdout
