@@ -23,13 +23,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
+from onceflow.config import JobSpec
 from onceflow.contracts import BatchContext, BatchReport, BatchReports, Sink
-from onceflow.guarantees import WritePolicy, retry_conflicts
+from onceflow.guarantees import JoinVersions, WritePolicy, retry_conflicts
 from onceflow.quality import QualityStage
+from onceflow.transforms import apply_batch_python, join_table
 
-__all__ = ["BatchPipeline"]
+__all__ = ["BatchPipeline", "batch_function"]
 
 _log = logging.getLogger("onceflow.guarantees")
 
@@ -191,3 +193,23 @@ def _timed() -> Iterator[_Stopwatch]:
         yield watch
     finally:
         watch.ms = (time.perf_counter() - started) * 1000
+
+
+def batch_function(
+    spark: SparkSession, spec: JobSpec
+) -> Callable[[DataFrame, int], DataFrame] | None:
+    """What the pipeline does to each batch's good rows: the ``join`` (at the table's
+    version recorded for the batch), then ``transform.batch_python``; None for neither."""
+    join, reference = spec.join, spec.transform.batch_python
+    if join is None and reference is None:
+        return None
+    versions = JoinVersions(spark, spec.checkpoint) if join is not None else None
+
+    def shape(good: DataFrame, batch_id: int) -> DataFrame:
+        if join is not None and versions is not None:
+            good = join_table(good, join, versions.version_for(batch_id, join.table))
+        if reference is not None:
+            good = apply_batch_python(good, batch_id, reference, spec.name)
+        return good
+
+    return shape

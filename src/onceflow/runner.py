@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
@@ -38,7 +38,7 @@ from onceflow.guarantees import (
     table_lock,
 )
 from onceflow.observe import MetricsFile, ProgressLogger, skipped_offsets, stateful_drops
-from onceflow.pipeline import BatchPipeline
+from onceflow.pipeline import BatchPipeline, batch_function
 from onceflow.quality import QualityStage
 from onceflow.session import build_session
 from onceflow.sinks.base import BatchSink, build_sink
@@ -51,7 +51,6 @@ from onceflow.storage import (
 )
 from onceflow.stream import job_stream
 from onceflow.summary import RecordCounts, RecordTally
-from onceflow.transforms import apply_batch_python
 
 __all__ = [
     "RunResult",
@@ -130,7 +129,7 @@ def build_pipeline(
         retries=spec.retries,
         replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
         lease=lease,
-        shape=_batch_function(spec),
+        shape=batch_function(spark, spec),
     )
     return instrument.wrap_writer(pipeline) if instrument is not None else pipeline
 
@@ -227,14 +226,6 @@ def start_query(
         daemon=True,
     ).start()
     return query
-
-
-def _batch_function(spec: JobSpec) -> Callable[[DataFrame, int], DataFrame] | None:
-    """``transform.batch_python`` as the pipeline calls it, or None."""
-    reference = spec.transform.batch_python
-    if reference is None:
-        return None
-    return lambda good, batch_id: apply_batch_python(good, batch_id, reference, spec.name)
 
 
 def storage_locations(spec: JobSpec) -> dict[str, str]:

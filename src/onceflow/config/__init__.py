@@ -18,6 +18,7 @@ from onceflow.config.job import (
     TriggerSpec,
     job_model,
 )
+from onceflow.config.joins import TableJoinSpec
 from onceflow.config.kinds import Kinds, RawFormat, SinkKind, SourceKind, kinds
 from onceflow.config.loader import LoadedJob, is_uri, join_path, load_job
 from onceflow.config.modes import (
@@ -63,6 +64,7 @@ __all__ = [
     "StateSettings",
     "StorageSettings",
     "Strategy",
+    "TableJoinSpec",
     "TransformSpec",
     "TriggerSpec",
     "WatermarkSpec",

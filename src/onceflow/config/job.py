@@ -15,6 +15,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from onceflow.config.common import JOB_NAME_PATTERN, Model, as_str_map
 from onceflow.config.connections import PostgresConnection
+from onceflow.config.joins import TableJoinSpec
 from onceflow.config.kinds import Kinds, RawFormat, kinds
 from onceflow.config.modes import Guarantee, Strategy, WriteMode
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
@@ -176,6 +177,9 @@ class JobSpec(Model):
     dedup: DedupSpec | None = None
     """Drop records whose keys were already seen, across batches and restarts (state in the
     checkpoint)."""
+    join: TableJoinSpec | None = None
+    """Enrich each batch with a Delta table's rows by keys, at one version of the table per
+    batch (recorded, so a replay joins the same rows)."""
     aggregate: AggregateSpec | None = None
     """Aggregate per group, in event-time windows or over all time (state in the
     checkpoint): ``output: update`` into MERGE sinks, ``append`` into append sinks."""

@@ -211,6 +211,7 @@ def _resolve_paths(data: dict[str, Any], project_dir: Path) -> None:
             holder[key] = join_path(base, holder[key])
 
     resolve(data.get("source"), "path", root)
+    resolve(data.get("join"), "table", root)
     resolve(data, "checkpoint", root)
     # every job accounts for its records, so every job has a quarantine table's path (a
     # name validation will refuse gets none: it is no folder name)

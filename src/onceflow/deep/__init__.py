@@ -38,6 +38,7 @@ from onceflow.sinks.base import build_sink
 from onceflow.sinks.shaping import shaped_batch
 from onceflow.storage import check_storage
 from onceflow.stream import shaped_stream, typed_stream
+from onceflow.transforms import join_table
 
 __all__ = ["check_job", "deep_error", "deep_problems", "local_session", "path_exists"]
 
@@ -215,7 +216,32 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
             key = next(alone, ("transform", "select"))
             return [("CONFIG_BAD_SQL", key, {"reason": failure})]
         rows = rows.selectExpr(*select)
+    if spec.join is not None:
+        joined = _joined(spark, spec, rows)
+        if isinstance(joined, tuple):
+            return [joined]
+        rows = joined
     return [p for index in range(len(spec.sinks)) for p in _sink_problems(spark, spec, index, rows)]
+
+
+def _joined(spark: SparkSession, spec: JobSpec, rows: DataFrame) -> DataFrame | _Problem:
+    """The batch joined with the join's table (its newest version), or what is wrong: the
+    table missing, or the keys or columns Spark cannot find on either side."""
+    join = spec.join
+    assert join is not None  # noqa: S101 - the caller's
+    if not path_exists(spark, join.table):
+        return ("CONFIG_INPUT_MISSING", ("join", "table"), {"path": join.table})
+    failure = analysis_failure(lambda: join_table(rows, join, _newest(spark, join.table)))
+    if failure:
+        return ("CONFIG_BAD_SQL", ("join",), {"reason": failure})
+    return join_table(rows, join, _newest(spark, join.table))
+
+
+def _newest(spark: SparkSession, table: str) -> int:
+    from delta.tables import DeltaTable
+
+    newest = DeltaTable.forPath(spark, table).history(1).select("version").first()
+    return int(newest[0]) if newest is not None else 0
 
 
 def _sink_problems(
@@ -264,13 +290,17 @@ def _target_schema(spark: SparkSession, spec: JobSpec, index: int, shaped: DataF
 def _rule_key(spec: JobSpec, rule: str) -> KeyPath:
     """The key a quality-stage rule comes from: ``transform.where``, one of
     ``quality.rules``, or a MERGE's keys (the rules ``on_null_key`` and
-    ``on_duplicate_key: quarantine`` imply)."""
+    ``on_duplicate_key: quarantine`` imply), or a CDC apply's keys or sequence."""
     if rule == WHERE_RULE:
         return ("transform", "where")
     for index, declared in enumerate(spec.quality.rules):
         if declared.name == rule:
             return ("quality", "rules", index, declared.action.value)
     for index, sink in enumerate(spec.sinks):
-        if rule.startswith(f"{sink.name}_"):
+        if getattr(sink, "cdc", None) is not None:  # a CDC apply's NULL key or sequence
+            for what, setting in (("key", "keys"), ("sequence", "sequence_by")):
+                if rule == f"{sink.name}_null_{what}":
+                    return ("sinks", index, "cdc", setting)
+        elif rule.startswith(f"{sink.name}_"):
             return ("sinks", index, "merge", "keys")
     return ("quality",)

@@ -12,6 +12,7 @@ from onceflow.guarantees.foreign import check_foreign_sinks
 from onceflow.guarantees.identity import claim_checkpoint, job_identity, read_identity
 from onceflow.guarantees.intents import Intent, ReplayIntents
 from onceflow.guarantees.lock import CheckpointLock, table_lock
+from onceflow.guarantees.pins import JoinVersions
 from onceflow.guarantees.policies import WritePolicy, policy_for
 from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
@@ -28,6 +29,7 @@ __all__ = [
     "CheckpointLock",
     "CheckpointPosition",
     "Intent",
+    "JoinVersions",
     "ReplayIntents",
     "WritePolicy",
     "check_foreign_sinks",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from onceflow.transforms.aggregate import apply_aggregate
 from onceflow.transforms.functions import apply_batch_python, apply_python, apply_sql
+from onceflow.transforms.joins import join_table
 from onceflow.transforms.rows import apply_transform
 from onceflow.transforms.stateful import apply_stateful, stateful_shape
 
@@ -16,5 +17,6 @@ __all__ = [
     "apply_sql",
     "apply_stateful",
     "apply_transform",
+    "join_table",
     "stateful_shape",
 ]
