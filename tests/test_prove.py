@@ -14,11 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from onceflow.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, main, parser
+from onceflow.prove.workload import payments
 from onceflow.testing.services import LocalPostgres
 from tests.conftest import PG_PASSWORD, ROOT
 
@@ -345,3 +347,34 @@ def test_plan_checks_every_scenario_and_starts_nothing(
     # its sinks have no merge keys: refused before a scenario starts, not at its turn
     assert main([*args, "--guarantees", "at-least-once,exactly-once:merge", "--plan"]) == 2
     assert "CONFIG_GUARANTEE_REFUSED" in capsys.readouterr().err
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+def test_prove_a_window_job_against_a_recomputation(tmp_path: Path) -> None:
+    """The windows job killed mid-write and after the write: every window of the
+    payments, recomputed in plain Python (onceflow.prove.windows), once and exact. The
+    same job appending its closed windows under at-least-once, killed after the write:
+    the windows of the replayed batch are there twice, and prove says the promise broke
+    (at-least-once allows it: held)."""
+    job = str(ROOT / "jobs" / "payments_windows.yaml")
+    more = ["--records", "240", "--batches", "3", "--crash-batch", "1"]
+    code, rows, _ = prove(tmp_path / "update", "--crash-points", "mid_write,after_write",
+                          *more, job=job)  # fmt: skip
+    assert code == EXIT_OK, rows
+    assert [(r["lost"], r["duplicated"], r["balance_drift"]) for r in rows] == [(0, 0, 0)] * 2
+    append = ["--set", "aggregate.output=append", "--set", "sinks.0.merge=null",
+              "--set", "strategy=transactional", "--guarantees", "at-least-once"]  # fmt: skip
+    code, rows, _ = prove(tmp_path / "append", "--crash-points", "after_write", *more,
+                          "--crash-batch", "2", *append, job=job)  # fmt: skip
+    (row,) = rows
+    # batch 2 closed the minutes the first two batches' latest payment less the 1-minute
+    # delay has passed: one window per account paying in them, written twice
+    sent = list(payments(240, seed=7))
+    watermark = max(p.event_time for p in sent[:160]) - timedelta(minutes=1)
+    closed = {
+        (p.event_time.replace(second=0, microsecond=0), p.account)
+        for p in sent
+        if p.event_time.replace(second=0, microsecond=0) + timedelta(minutes=1) <= watermark
+    }
+    assert (row["lost"], row["duplicated"], row["promise_held"]) == (0, len(closed), True), row
