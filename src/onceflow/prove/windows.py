@@ -100,14 +100,15 @@ def _sessions(
     for payment in sorted(sent, key=lambda p: p.event_time):
         groups[payment.account if by_account else None].append(payment)
     for group, events in groups.items():
-        session: list[Payment] = []
-        for payment in [*events, None]:
-            if session and (payment is None or payment.event_time >= session[-1].event_time + gap):
-                key = (session[0].event_time, session[-1].event_time + gap, group)
-                yield from ((key, member) for member in session)
-                session = []
-            if payment is not None:
-                session.append(payment)
+        sessions: list[list[Payment]] = []
+        for event in events:
+            if sessions and event.event_time < sessions[-1][-1].event_time + gap:
+                sessions[-1].append(event)
+            else:
+                sessions.append([event])
+        for session in sessions:
+            key = (session[0].event_time, session[-1].event_time + gap, group)
+            yield from ((key, member) for member in session)
 
 
 @dataclass(frozen=True)
