@@ -1,5 +1,6 @@
-"""What deduplication costs: rows/s of one job with and without its stateful keys, in one
-run, and how its state grows with and without a watermark.
+"""What state costs: rows/s of deduplication and of a windowed aggregation against the
+same input without state, in one run, and how dedup's state grows with and without a
+watermark.
 
 The same input (payments as JSON lines, every 10th sent twice one file later, event times
 a second apart), the same sink (a transactional Delta append of the events), four ways:
@@ -8,11 +9,16 @@ a second apart), the same sink (a transactional Delta append of the events), fou
   copies reach the table: the baseline);
 - ``dedup_rocksdb``: the job as it is (RocksDB, changelog checkpointing, 1 hour watermark);
 - ``dedup_hdfs``: the same with Spark's in-memory store (``state.store: hdfs``);
-- ``dedup_no_watermark``: no watermark: every key is kept forever.
+- ``dedup_no_watermark``: no watermark: every key is kept forever;
+- ``windows_update``: ``jobs/payments_windows.yaml`` (payments and total per account and
+  minute, 1 minute watermark, RocksDB), its updated windows MERGEd into a Delta table;
+- ``windows_append``: the same appending each window once, when the watermark closes it.
 
 Each way runs as ``onceflow run`` (``--env local``); rows/s = records read / the sum of its
-batches' ``triggerExecution``. Rounds are interleaved so drift hits every way alike. The
-state rows after each batch are kept from the last round.
+batches' ``triggerExecution`` (a window job's batches hand on windows, not records: it
+reads every line of the input, which the dedup ways count from their progress). Rounds
+are interleaved so drift hits every way alike. The state rows after each batch are kept
+from the last round.
 
 Usage: .venv/bin/python bench/dedup_throughput.py [--records N] [--files N] [--rounds N]
 Writes bench/results/dedup_throughput.json and prints a Markdown table.
@@ -35,22 +41,27 @@ from reporting import machine, print_table, rate_summary, save
 from onceflow.prove.workload import write_payment_files
 
 ROOT = Path(__file__).resolve().parent.parent
-JOB = ROOT / "jobs/payments_dedup.yaml"
+DEDUP = ROOT / "jobs/payments_dedup.yaml"
+WINDOWS = ROOT / "jobs/payments_windows.yaml"
 EVERY = 10
+APPEND = ["aggregate.output=append", "strategy=transactional", "sinks.0.merge=null"]
 WAYS = {
-    "stateless": ["dedup=null", "watermark=null"],
-    "dedup_rocksdb": [],
-    "dedup_hdfs": ["state.store=hdfs"],
-    "dedup_no_watermark": ["watermark=null"],
+    "stateless": (DEDUP, ["dedup=null", "watermark=null"]),
+    "dedup_rocksdb": (DEDUP, []),
+    "dedup_hdfs": (DEDUP, ["state.store=hdfs"]),
+    "dedup_no_watermark": (DEDUP, ["watermark=null"]),
+    "windows_update": (WINDOWS, []),
+    "windows_append": (WINDOWS, APPEND),
 }
 
 
-def run(way: str, source: Path, root: Path) -> tuple[int, float, list[int]]:
+def run(way: str, source: Path, root: Path, sent: int) -> tuple[int, float, list[int]]:
     """Run the job one way; (records read, seconds spent in batches, state rows per batch)."""
-    command = [sys.executable, "-m", "onceflow", "run", str(JOB), "--env", "local",
+    job, overrides = WAYS[way]
+    command = [sys.executable, "-m", "onceflow", "run", str(job), "--env", "local",
                "--set", f"storage.root={root}", "--set", f"source.path={source}",
                "--set", "source.max_files_per_trigger=1"]  # fmt: skip
-    for override in WAYS[way]:
+    for override in overrides:
         command += ["--set", override]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -64,11 +75,11 @@ def run(way: str, source: Path, root: Path) -> tuple[int, float, list[int]]:
         state = progress.get("state", [])
         removed = sum(op["duplicates_dropped"] + op["late_dropped"] for op in state)
         read = int(progress.get("quality", {}).get("input", 0)) + removed
-        if read:
+        if int(progress.get("input_rows") or 0):  # a batch that read input
             rows += read
             millis += float(progress["durations_ms"]["triggerExecution"])
             state_rows.append(sum(op["state_rows"] for op in state))
-    return rows, millis / 1000, state_rows
+    return (sent if job == WINDOWS else rows), millis / 1000, state_rows
 
 
 def main() -> None:
@@ -86,7 +97,8 @@ def main() -> None:
         write_payment_files(scratch / "input", args.records, args.files, duplicate_every=EVERY)
         for round_ in range(args.rounds):
             for way in WAYS:
-                rows, seconds, state_rows = run(way, scratch / "input", scratch / f"{way}-{round_}")
+                root = scratch / f"{way}-{round_}"
+                rows, seconds, state_rows = run(way, scratch / "input", root, sent)
                 if rows != sent:
                     raise SystemExit(f"{way}: read {rows} records, the input holds {sent}")
                 rates[way].append(rows / seconds)
