@@ -1,6 +1,7 @@
 """What ``validate --deep`` and ``run`` ask of a Delta sink beyond its query: that Spark
 can analyse its MERGE (keys, ``order_by``, each clause's condition and expressions)
-against the target's columns and an empty, shaped batch, before any batch runs."""
+against the target's columns and an empty, shaped batch, before any batch runs; and, for
+a CDC apply, its columns and condition against the batch (``cdc_failures``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pyspark.sql.types import StructType
 
 from onceflow.config.documents import KeyPath
 from onceflow.session import analysis_failure
-from onceflow.sinks.delta import DeltaSinkSpec
+from onceflow.sinks.delta import CdcSpec, DeltaSinkSpec
 
-__all__ = ["merge_failures"]
+__all__ = ["cdc_failures", "merge_failures"]
 
 
 def merge_failures(
@@ -23,7 +24,9 @@ def merge_failures(
 ) -> Iterator[tuple[KeyPath, str]]:
     """Each MERGE expression Spark cannot analyse, by its key under the sink (``merge``,
     ...): the target is ``t`` and the batch ``s``, as in the MERGE; a not-matched clause sees
-    only ``s``. A sink without ``merge`` has none."""
+    only ``s``. A sink without ``merge`` has none; a CDC apply's are ``cdc_failures``."""
+    if sink.cdc is not None:
+        yield from cdc_failures(sink.cdc, batch)
     merge = sink.merge
     if merge is None:
         return
@@ -50,3 +53,30 @@ def merge_failures(
         failure = analysis_failure(check)
         if failure:
             yield ("merge", *key), failure
+
+
+def cdc_failures(cdc: CdcSpec, batch: DataFrame) -> Iterator[tuple[KeyPath, str]]:
+    """Each CDC setting the batch cannot serve, by its key under the sink: a key, sequence
+    or excepted column it lacks, a delete condition that is no boolean over it, SCD 2
+    columns that its stored columns already have."""
+    checks: list[tuple[KeyPath, Any]] = []
+    for setting in ("keys", "sequence_by", "except_columns"):
+        for column in getattr(cdc, setting):
+            checks.append(((setting,), lambda c=column: batch.select(F.col(f"`{c}`"))))
+    if cdc.apply_as_deletes:
+        checks.append((("apply_as_deletes",), lambda: batch.where(cdc.apply_as_deletes)))
+    for key, check in checks:
+        failure = analysis_failure(check)
+        if failure:
+            yield ("cdc", *key), failure
+    if cdc.stored_as_scd_type == 2:
+        stored = set(batch.columns) - set(cdc.except_columns)
+        for setting in ("start_column", "end_column"):
+            column = getattr(cdc, setting)
+            if column in stored:
+                why = (
+                    f"the batch has a column '{column}' already: the history's would "
+                    "overwrite it; name this one otherwise, or leave the batch's out "
+                    "(except_columns)"
+                )
+                yield ("cdc", setting), why

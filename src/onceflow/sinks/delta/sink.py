@@ -9,6 +9,8 @@ What a replay of batch N does, per mode, guarded (exactly-once) or not:
   skips a replay.
 - ``replace-batch``: the rows carry N; a replay replaces batch N's rows in one commit
   (``replaceWhere``), guarded or not.
+- ``cdc``: one MERGE into the table, then one into its ledger, each guarded as ``merge``
+  is (``onceflow.sinks.delta.cdc``).
 
 Every commit carries ``userMetadata = {"onceflow_app_id": "<app id>", "onceflow_batch_id": N}``
 (``onceflow.sinks.delta.marks`` reads them back). The kind's declaration, its keys and
@@ -21,6 +23,7 @@ import datetime
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -34,6 +37,9 @@ from onceflow.sinks.base import BatchSink
 from onceflow.sinks.delta import DeltaSinkSpec, MergeSpec
 from onceflow.sinks.delta.marks import delta_batch_marks
 from onceflow.sinks.shaping import latest_per_key
+
+if TYPE_CHECKING:
+    from onceflow.sinks.delta.cdc import CdcApply
 
 __all__ = [
     "DML_TXN_APP_ID",
@@ -115,6 +121,7 @@ class DeltaSink(BatchSink):
 
     def __init__(self, job: str, spec: DeltaSinkSpec, mode: WriteMode) -> None:
         super().__init__(job, spec, mode)
+        self._cdc: CdcApply | None = None  # made by the first batch of a CDC apply
 
     def batch_marks(self, spark: SparkSession) -> dict[str, int]:
         return delta_batch_marks(spark, self.path)
@@ -126,7 +133,13 @@ class DeltaSink(BatchSink):
         return spark.read.format("delta").load(self.path)
 
     def _write(self, frame: DataFrame, context: BatchContext) -> None:
-        if self._mode is WriteMode.MERGE:
+        if self._mode is WriteMode.CDC:
+            if self._cdc is None:
+                from onceflow.sinks.delta.cdc import CdcApply  # it imports this module
+
+                self._cdc = CdcApply(self._job, self._spec, self._create_if_missing)
+            self._cdc.write(frame, context)
+        elif self._mode is WriteMode.MERGE:
             assert self._spec.merge is not None  # noqa: S101 - config rules ensure it
             self._merge(frame, self._spec.merge, context)
         elif self._mode is WriteMode.REPLACE_BATCH:
