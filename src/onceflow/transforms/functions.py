@@ -54,7 +54,12 @@ def apply_batch_python(frame: DataFrame, batch_id: int, reference: str, job: str
 
 
 def _called(reference: str, job: str, key: str, when: str, args: tuple[Any, ...]) -> DataFrame:
-    function: Callable[..., Any] = import_function(reference)
+    try:
+        function: Callable[..., Any] = import_function(reference)
+    except ValueError as exc:
+        raise TransformError(
+            "TRANSFORM_FAILED", job=job, key=key, reference=reference, when=when, cause=str(exc)
+        ) from exc
     try:
         result = function(*args)
     except Exception as exc:
