@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from onceflow.config.common import Model
 from onceflow.config.kinds import Problem, SinkKind
@@ -117,6 +117,15 @@ class MergeSpec(Model):
     outside it."""
 
 
+#: ``sequence_by``'s shape for editors (``onceflow schema``): a column, or a list of them.
+_ONE_OR_SEVERAL = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ]
+    }
+)
 _INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE)
 
 
@@ -138,7 +147,7 @@ class CdcSpec(Model):
 
     keys: tuple[str, ...] = Field(min_length=1)
     """The columns that identify a row of the table; each event changes one key's row."""
-    sequence_by: tuple[str, ...] = Field(min_length=1)
+    sequence_by: Annotated[tuple[str, ...], _ONE_OR_SEVERAL] = Field(min_length=1)
     """The column (or columns, compared left to right) that orders a key's events; the
     greatest is the latest. Each event of a key needs its own sequence: of two with the
     same, the first applied wins."""
