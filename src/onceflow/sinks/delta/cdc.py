@@ -13,12 +13,16 @@ order of their sequence, as SCD type 1 (the latest row per key) or 2 (every vers
           except_columns: [op]
           stored_as_scd_type: 1           # or 2: __start_at, __end_at
 
-The promise, under exactly-once, after a crash anywhere: the table is what applying every
-event once, in sequence order, gives: SCD 1 holds each key's latest row (a key whose
-latest event is a delete is absent), SCD 2 every version of each key, a late event spliced
-in at its place. It assumes what ``foreachBatch`` promises: a replay of batch N has N's
-rows. Unguarded (at-least-once), a replay applies the same events again, which changes
-nothing either (an event that is no newer is skipped, a history holds each event once).
+The promise, under exactly-once, after a crash anywhere: the table is as if each batch
+had been applied once. SCD 1 holds each key's row as its events leave it, in sequence
+order, skipping any event no newer than the last one applied to the key (so an older event
+never overwrites a newer one, nor brings back a deleted row): without
+``ignore_null_updates``, that is the row of the key's latest event, or none when that is a
+delete. SCD 2 holds every version of each key, a late event spliced in at its place. It
+assumes what ``foreachBatch`` promises: a replay of batch N has N's rows. Unguarded
+(at-least-once), a replay recomputes the batch against what the first run left: SCD 1
+finds its events applied already, SCD 2 finds each event's version in place (by
+construction; the tests cover the guarded replay).
 
 Each batch, deterministically (a replay computes the same changes):
 
@@ -111,7 +115,7 @@ class CdcApply:
             self._prepare(spark, ledger, events, data)
             target = DeltaTable.forPath(spark, self._spec.path)
             if cdc.stored_as_scd_type == 1:
-                # read by both MERGEs: the ledger's reads the rows the table's cached
+                # both MERGEs read it: persisted, it is computed once
                 applied = _newer_than_ledger(events, ledger.rows(ranges), cdc).persist()
                 builder = _latest_rows_merge(target, applied, cdc, data, ranges)
             else:
@@ -122,7 +126,9 @@ class CdcApply:
             # applies: had it gone first, a crash between the two would leave it saying
             # "applied", and the replay would filter out the very events the table never
             # got. This way a replay skips the table's MERGE by its transaction id, and
-            # computes the ledger's from the same ledger rows, still as they were.
+            # computes the ledger's from the same ledger rows, still as they were. (The
+            # table's MERGE reads the ledger as it runs, so it must run before the ledger's
+            # changes in any case.)
             with dml_transaction(spark, context):
                 builder.execute()
             now = datetime.now(UTC)
