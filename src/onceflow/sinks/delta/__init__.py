@@ -375,4 +375,5 @@ SINK = SinkKind(
     rules=_rules,
     quality_rules=_quality_rules,
     deep_check="onceflow.sinks.delta.checks:merge_failures",
+    match_keys=lambda spec: tuple(spec.merge.keys) if spec.merge is not None else (),
 )
