@@ -33,6 +33,7 @@ from onceflow.prove.cdc_workload import (
 )
 from onceflow.sinks.base import BatchSink, build_sink
 from onceflow.sinks.delta import DeltaSinkSpec, ledger_location
+from onceflow.sinks.delta.cdc import PURGE_EVERY
 from onceflow.sinks.delta.sink import DeltaSink
 from tests.conftest import ROOT, JobLoader
 from tests.streaming import run_to_end
@@ -234,7 +235,7 @@ def test_the_job_holds_the_latest_rows_and_the_history_the_feed_implies(
 
     folder = tmp_path / FEED
     sample = ["sample", "--workload", "customers-cdc", "--out", str(folder)]
-    assert main([*sample, "--records", "120", "--files", "3", "--seed", "11"]) == EXIT_OK
+    assert main([*sample, "--records", "120", "--files", "2", "--seed", "11"]) == EXIT_OK
     batches = read_feed(folder)
     assert min(exercised(batches).values()) > 0, exercised(batches)
     second = sorted(folder.glob("changes-*.json"))[1]
@@ -369,7 +370,7 @@ TOMBSTONED = [
     [
         # kept: no older event brings a deleted key back; the history closes at the deletes
         ("7 days", {2: 7}, {(1, 1, 3), (1, 3, 5), (3, 4, 6), (2, 2, 7), (2, 7, None)}),
-        # purged at batch 0 (0 seconds): the older events bring 1 and 3 back in SCD 1. The
+        # purged after the first batch (0 seconds): the older events bring 1 and 3 back. The
         # history still closes 1 at 5 (a version ends there), not 3 at 6 (nothing did)
         (
             "0 seconds",
@@ -386,7 +387,7 @@ def test_a_delete_then_an_older_update_stays_deleted_while_the_tombstone_is_kept
     customer_history: set[Row],
 ) -> None:
     spec = job_in(JOB, *[f"sinks[{i}].cdc.tombstone_retention={retention}" for i in (0, 1)]).spec
-    write_all(spark, spec, TOMBSTONED)
+    write_all(spark, spec, TOMBSTONED, first=PURGE_EVERY)  # expired tombstones go after it
     latest, versions = (sink.location for sink in spec.sinks)
     assert {row[0]: row[1] for row in table(spark, latest)} == customers
     assert {(row[0], row[-2], row[-1]) for row in table(spark, versions)} == customer_history

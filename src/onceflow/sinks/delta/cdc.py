@@ -68,7 +68,8 @@ from onceflow.sinks.delta.sink import dml_transaction
 
 __all__ = ["PURGE_EVERY", "CdcApply"]
 
-#: How often, in batches, the ledger's expired tombstones are purged (batch ids 0, 10, ...).
+#: How often, in batches, the ledger's expired tombstones are purged (batch ids 10, 20, ...:
+#: at batch 0 a checkpoint's ledger holds none of its own yet).
 PURGE_EVERY = 10
 _RESET = "__onceflow_reset"
 _LAST_DELETE = "__onceflow_last_delete"
@@ -133,7 +134,7 @@ class CdcApply:
                 builder.execute()
             now = datetime.now(UTC)
             ledger.merge(applied, ranges, now, context)
-            if context.batch_id % PURGE_EVERY == 0:
+            if context.batch_id and context.batch_id % PURGE_EVERY == 0:
                 ledger.purge(now, context)
         finally:
             applied.unpersist()
