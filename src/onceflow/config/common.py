@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["JOB_NAME_PATTERN", "SQL_NAME", "Model", "as_str_map"]
+__all__ = ["JOB_NAME_PATTERN", "SQL_NAME", "Model", "as_str_map", "refuse_repeats"]
 
 #: A job's name: it names its query, its folders (the default quarantine) and its reports.
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -33,3 +33,11 @@ def as_str_map(value: Any) -> Any:
             str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()
         }
     return value
+
+
+def refuse_repeats(names: list[str] | tuple[str, ...], what: str) -> None:
+    """Raise ValueError naming every name ``names`` holds more than once (``what``:
+    "keys must be distinct", say), for a field validator."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{what}; repeated: {', '.join(repeated)}")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from onceflow.config.common import JOB_NAME_PATTERN, Model, as_str_map
+from onceflow.config.common import JOB_NAME_PATTERN, Model, as_str_map, refuse_repeats
 from onceflow.config.connections import PostgresConnection
 from onceflow.config.joins import TableJoinSpec
 from onceflow.config.kinds import Kinds, RawFormat, kinds
@@ -217,10 +217,7 @@ class JobSpec(Model):
     @field_validator("sinks")
     @classmethod
     def _unique_sink_names(cls, sinks: tuple[SinkSpec, ...]) -> tuple[SinkSpec, ...]:
-        names = [sink.name for sink in sinks]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"sink names must be unique; repeated: {', '.join(repeated)}")
+        refuse_repeats([sink.name for sink in sinks], "sink names must be unique")
         return sinks
 
     def mode_of(self, sink: SinkSpec) -> WriteMode:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from onceflow.config.common import Model
+from onceflow.config.common import Model, refuse_repeats
 
 __all__ = ["TableJoinSpec"]
 
@@ -40,7 +40,5 @@ class TableJoinSpec(Model):
     @field_validator("keys")
     @classmethod
     def _distinct(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:
-            raise ValueError(f"join keys must be distinct; repeated: {', '.join(repeated)}")
+        refuse_repeats(keys, "join keys must be distinct")
         return keys

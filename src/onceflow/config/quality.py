@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field, field_validator, model_validator
 
-from onceflow.config.common import Model
+from onceflow.config.common import Model, refuse_repeats
 
 __all__ = ["QualityParser", "QualitySpec", "RuleAction", "RuleSpec"]
 
@@ -95,8 +95,5 @@ class QualitySpec(Model):
     @field_validator("rules")
     @classmethod
     def _unique_rule_names(cls, rules: tuple[RuleSpec, ...]) -> tuple[RuleSpec, ...]:
-        names = [rule.name for rule in rules]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
+        refuse_repeats([rule.name for rule in rules], "rule names must be unique")
         return rules

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from onceflow.config.common import Model
+from onceflow.config.common import Model, refuse_repeats
 
 __all__ = ["AggregateSpec", "DedupSpec", "StateSettings", "WatermarkSpec", "WindowSpec"]
 
@@ -63,9 +63,7 @@ class DedupSpec(Model):
     @field_validator("keys")
     @classmethod
     def _distinct(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:
-            raise ValueError(f"keys must be distinct; repeated: {', '.join(repeated)}")
+        refuse_repeats(keys, "keys must be distinct")
         return keys
 
 
@@ -143,9 +141,7 @@ class AggregateSpec(Model):
     @field_validator("group_by")
     @classmethod
     def _distinct_groups(cls, columns: tuple[str, ...]) -> tuple[str, ...]:
-        repeated = sorted({column for column in columns if columns.count(column) > 1})
-        if repeated:
-            raise ValueError(f"group_by columns must be distinct; repeated: {', '.join(repeated)}")
+        refuse_repeats(columns, "group_by columns must be distinct")
         return columns
 
     @property
