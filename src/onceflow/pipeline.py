@@ -114,13 +114,21 @@ class BatchPipeline:
             # the split reads one judged, persisted frame: the outputs share it already
             with self.stage.split(batch, batch_id) as split:
                 report.quality = split.counts.as_note()
+                # the judged frame is persisted; what a join or the job's function makes of
+                # it is persisted too when several sinks read it, so it runs once
+                reshaped = self.shape is not None and len(self.sinks) > 1
                 good = self._shaped(split.good, batch_id)
+                good = good.persist() if reshaped else good
                 outputs = [(sink, good) for sink in self.sinks]
                 # a batch that quarantined nothing leaves the quarantine table alone: an
                 # empty commit per batch would cost time and guard nothing (a replay is empty)
                 if self.quarantine is not None and split.counts.quarantined:
                     outputs.append((self.quarantine, split.quarantined))
-                yield outputs
+                try:
+                    yield outputs
+                finally:
+                    if reshaped:
+                        good.unpersist()
             return
         reused = len(self.sinks) > 1
         frame = self._shaped(batch, batch_id)

@@ -32,6 +32,7 @@ from onceflow.config.kinds import load_reference
 from onceflow.deep.stream import Problem, stream_problems
 from onceflow.errors import ConfigError, QualityError, first_line
 from onceflow.files import CheckpointFiles
+from onceflow.guarantees import newest_version
 from onceflow.quality import WHERE_RULE, QualityStage
 from onceflow.session import analysis_failure, build_session
 from onceflow.sinks.base import build_sink
@@ -231,17 +232,11 @@ def _joined(spark: SparkSession, spec: JobSpec, rows: DataFrame) -> DataFrame | 
     assert join is not None  # noqa: S101 - the caller's
     if not path_exists(spark, join.table):
         return ("CONFIG_INPUT_MISSING", ("join", "table"), {"path": join.table})
-    failure = analysis_failure(lambda: join_table(rows, join, _newest(spark, join.table)))
+    version = newest_version(spark, join.table)
+    failure = analysis_failure(lambda: join_table(rows, join, version))
     if failure:
         return ("CONFIG_BAD_SQL", ("join",), {"reason": failure})
-    return join_table(rows, join, _newest(spark, join.table))
-
-
-def _newest(spark: SparkSession, table: str) -> int:
-    from delta.tables import DeltaTable
-
-    newest = DeltaTable.forPath(spark, table).history(1).select("version").first()
-    return int(newest[0]) if newest is not None else 0
+    return join_table(rows, join, version)
 
 
 def _sink_problems(

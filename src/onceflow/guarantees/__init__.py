@@ -12,7 +12,7 @@ from onceflow.guarantees.foreign import check_foreign_sinks
 from onceflow.guarantees.identity import claim_checkpoint, job_identity, read_identity
 from onceflow.guarantees.intents import Intent, ReplayIntents
 from onceflow.guarantees.lock import CheckpointLock, table_lock
-from onceflow.guarantees.pins import JoinVersions
+from onceflow.guarantees.pins import JoinVersions, newest_version
 from onceflow.guarantees.policies import WritePolicy, policy_for
 from onceflow.guarantees.position import CheckpointPosition, checkpoint_position
 from onceflow.guarantees.retry import retry_conflicts
@@ -37,6 +37,7 @@ __all__ = [
     "claim_checkpoint",
     "claim_state",
     "job_identity",
+    "newest_version",
     "onceflow_state",
     "policy_for",
     "read_app_id",

@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from onceflow.files import CheckpointFiles
 from onceflow.storage import onceflow_state
 
-__all__ = ["JoinVersions"]
+__all__ = ["JoinVersions", "newest_version"]
 
 #: Records of batches this much older than the one running are deleted now and then.
 _KEEP_BATCHES = 100
@@ -35,33 +35,32 @@ class JoinVersions:
 
     def version_for(self, batch_id: int, table: str) -> int:
         """The version batch ``batch_id`` joins ``table`` at: the one its first run
-        recorded, else the table's newest, recorded now."""
+        recorded, else the table's newest, recorded now (over a record of another table:
+        the job's join changed, and the new table is read anew)."""
         name = f"{batch_id}.json"
-        recorded = self._recorded(name, table)
-        if recorded is not None:
-            return recorded
-        newest = DeltaTable.forPath(self._spark, table).history(1).select("version").first()
-        assert newest is not None  # noqa: S101 - a Delta table has a version
-        record = json.dumps({"table": table, "version": int(newest[0])})
-        if self._files.exists(name):  # another table's record: the job's join changed
-            self._files.overwrite(name, record)
+        text = self._files.read(name)
+        record = json.loads(text) if text else None
+        if record is not None and record.get("table") == table:
+            return int(record["version"])
+        version = newest_version(self._spark, table)
+        written = json.dumps({"table": table, "version": version})
+        if record is None:
+            self._files.create(name, written)
         else:
-            self._files.create(name, record)
+            self._files.overwrite(name, written)
         if batch_id % _KEEP_BATCHES == 0:
             self._forget_before(batch_id - _KEEP_BATCHES)
-        return int(newest[0])
-
-    def _recorded(self, name: str, table: str) -> int | None:
-        """The version recorded for ``table`` in ``name``; None when none is, or it is
-        another table's (the job's join changed: the new table is read anew)."""
-        text = self._files.read(name)
-        if not text:
-            return None
-        record = json.loads(text)
-        return int(record["version"]) if record.get("table") == table else None
+        return version
 
     def _forget_before(self, batch_id: int) -> None:
         for name in self._files.names():
             stem = name.removesuffix(".json")
             if stem.isdigit() and int(stem) < batch_id:
                 self._files.delete(name)
+
+
+def newest_version(spark: SparkSession, table: str) -> int:
+    """The newest committed version of the Delta table at ``table``."""
+    newest = DeltaTable.forPath(spark, table).history(1).select("version").first()
+    assert newest is not None  # noqa: S101 - a Delta table has a version
+    return int(newest[0])
