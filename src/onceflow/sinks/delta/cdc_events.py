@@ -8,7 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from onceflow.sinks.delta import CdcSpec
-from onceflow.sinks.delta.sink import _ORDERABLE_KEY_TYPES, _as_text, _sql_literal
+from onceflow.sinks.delta.key_range import KeyRange, key_ranges
 from onceflow.sinks.shaping import latest_per_key
 
 __all__ = [
@@ -27,9 +27,6 @@ __all__ = [
 SEQ = "__onceflow_seq"
 #: True for a delete (``apply_as_deletes``).
 DELETE = "__onceflow_delete"
-
-#: Each orderable key's range in a batch, as (key, lowest, highest) SQL literals.
-KeyRange = list[tuple[str, str, str]]
 
 
 def quoted(column: str) -> Column:
@@ -61,26 +58,11 @@ def any_null(cdc: CdcSpec) -> Column:
 
 def summary(frame: DataFrame, cdc: CdcSpec) -> tuple[int, int, KeyRange]:
     """The batch's rows, how many have a NULL key or sequence, and its key range, in one
-    aggregate.
-
-    The range prunes the reads and MERGEs of the table and the ledger: Delta skips every
-    file whose min/max statistics lie outside it, as a MERGE's ``prune`` does
-    (``sink._key_summary``). The key equality implies it, so it changes no result.
-    """
-    types = {field.name: field.dataType for field in frame.schema.fields}
-    ranged = [k for k in cdc.keys if isinstance(types.get(k), _ORDERABLE_KEY_TYPES)]
-    aggregates = [F.count(F.lit(1)).alias("rows"), F.count_if(any_null(cdc)).alias("nulls")]
-    for index, key in enumerate(ranged):
-        aggregates.append(_as_text(F.min(quoted(key)), types[key]).alias(f"lo{index}"))
-        aggregates.append(_as_text(F.max(quoted(key)), types[key]).alias(f"hi{index}"))
-    found = frame.agg(*aggregates).first()
-    assert found is not None  # noqa: S101 - a global aggregate has one row
-    ranges = []
-    for index, key in enumerate(ranged):
-        low, high = found[f"lo{index}"], found[f"hi{index}"]
-        if low is not None:  # NULL only when no row has a non-NULL key
-            ranges.append((key, _sql_literal(low, types[key]), _sql_literal(high, types[key])))
-    return int(found["rows"]), int(found["nulls"]), ranges
+    aggregate (``key_range``): the range prunes the reads and MERGEs of the table and the
+    ledger."""
+    counts = {"rows": F.count(F.lit(1)), "nulls": F.count_if(any_null(cdc))}
+    found, ranges = key_ranges(frame, cdc.keys, counts)
+    return found["rows"], found["nulls"], ranges
 
 
 def key_condition(cdc: CdcSpec, ranges: KeyRange, extra: tuple[str, ...] = ()) -> str:

@@ -19,7 +19,6 @@ what it refuses are in ``onceflow.sinks.delta``.
 
 from __future__ import annotations
 
-import datetime
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,13 +27,13 @@ from typing import TYPE_CHECKING
 from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from onceflow.config import JobSpec, WriteMode
 from onceflow.contracts import BatchContext
 from onceflow.errors import SinkError
 from onceflow.sinks.base import BatchSink
 from onceflow.sinks.delta import DeltaSinkSpec, MergeSpec
+from onceflow.sinks.delta.key_range import key_ranges, ranged_keys
 from onceflow.sinks.delta.marks import delta_batch_marks
 from onceflow.sinks.shaping import latest_per_key
 
@@ -265,61 +264,15 @@ def _key_summary(frame: DataFrame, merge: MergeSpec) -> tuple[int, list[str]]:
     whole table. The key equality implies it, so it changes no result. No aggregate runs
     when neither the range nor the NULL count is wanted.
     """
-    types = {field.name: field.dataType for field in frame.schema.fields}
-    ranged = [
-        key
-        for key in merge.keys
-        if merge.prune and isinstance(types.get(key), _ORDERABLE_KEY_TYPES)
-    ]
-    if not ranged and merge.on_null_key != "fail":
+    keys = merge.keys if merge.prune else ()
+    if not ranged_keys(frame, keys) and merge.on_null_key != "fail":
         return 0, []
-    aggregates = [F.count_if(_any_null_key(merge.keys)).alias("null_keys")]
-    for index, key in enumerate(ranged):
-        aggregates.append(_as_text(F.min(F.col(f"`{key}`")), types[key]).alias(f"lo{index}"))
-        aggregates.append(_as_text(F.max(F.col(f"`{key}`")), types[key]).alias(f"hi{index}"))
-    summary = frame.agg(*aggregates).first()
-    assert summary is not None  # noqa: S101 - a global aggregate has one row
+    null_keys = F.count_if(_any_null_key(merge.keys))
+    counts, ranges = key_ranges(frame, keys, {"null_keys": null_keys})
     predicates = []
-    for index, key in enumerate(ranged):
-        low, high = summary[f"lo{index}"], summary[f"hi{index}"]
-        if low is not None:  # NULL only when the batch has no non-NULL key
-            predicates.append(f"t.`{key}` >= {_sql_literal(low, types[key])}")
-            predicates.append(f"t.`{key}` <= {_sql_literal(high, types[key])}")
-    return int(summary["null_keys"]), predicates
-
-
-# key types whose min/max Delta keeps as file statistics and that print as exact literals
-# (not floating point: its string form may round)
-_ORDERABLE_KEY_TYPES = (
-    T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.DecimalType,
-    T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType,
-)  # fmt: skip
-
-
-def _as_text(value: Column, data_type: T.DataType) -> Column:
-    """A key's min or max as text ``_sql_literal`` reads back exactly: a TIMESTAMP as UTC
-    microseconds, since its text in the session's time zone is ambiguous for the hour a
-    clock goes back (01:30 happens twice), and a wrong bound would miss a matching row."""
-    if isinstance(data_type, T.TimestampType):
-        return F.unix_micros(value).cast("string")
-    return value.cast("string")
-
-
-def _sql_literal(text: str, data_type: T.DataType) -> str:
-    """A SQL literal of ``data_type`` for a key's min or max, from ``_as_text``."""
-    if isinstance(data_type, T.StringType):
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(data_type, T.DateType):
-        return f"DATE '{text}'"
-    if isinstance(data_type, T.TimestampNTZType):
-        return f"TIMESTAMP_NTZ '{text}'"
-    if isinstance(data_type, T.TimestampType):
-        instant = _EPOCH + datetime.timedelta(microseconds=int(text))
-        return f"TIMESTAMP '{instant.isoformat(sep=' ')}'"  # ends in +00:00: no zone guessed
-    return f"CAST('{text}' AS {data_type.simpleString()})"
-
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    for key, low, high in ranges:
+        predicates += [f"t.`{key}` >= {low}", f"t.`{key}` <= {high}"]
+    return counts["null_keys"], predicates
 
 
 def _with_clauses(builder: DeltaMergeBuilder, merge: MergeSpec) -> DeltaMergeBuilder:
