@@ -480,3 +480,31 @@ def test_deep_checks_name_a_cdc_setting_the_batch_cannot_serve(
     with pytest.raises(ConfigError, match="CONFIG_BAD_SQL") as refused:
         check_job(job_in(job), spark)
     assert f"'{key}'" in str(refused.value), refused.value
+
+
+def test_a_changed_setting_is_refused_on_a_table_that_has_a_ledger(
+    spark: SparkSession, job_in: JobLoader
+) -> None:
+    """The ledger holds each key's order as the table's settings made it: a table of one
+    SCD type, or keyed otherwise, cannot go on under another. Refused before any write,
+    naming the sink and the setting, never a bare SINK_WRITE_FAILED (nor, from SCD 2 to 1,
+    a silent mix of both)."""
+    spec = job_in(JOB).spec
+    mail = {"email": "c1@example.com"}  # a key column once keys take it
+    write_all(spark, spec, [[event(1, "I", 1) | mail]])
+    paths = [sink.location for sink in spec.sinks]
+    before = [(version(spark, path), table(spark, path)) for path in paths]
+    for sink, override, setting in [
+        (0, "sinks[0].cdc.stored_as_scd_type=2", "stored_as_scd_type"),
+        (1, "sinks[1].cdc.stored_as_scd_type=1", "stored_as_scd_type"),
+        (0, "sinks[0].cdc.keys=[customer_id, email]", "keys"),
+    ]:
+        changed = job_in(JOB, override).spec
+        with pytest.raises(SinkError, match="SINK_TABLE_MISMATCH") as refused:
+            build_sink(changed, changed.sinks[sink]).write(
+                frame(spark, [event(1, "U", 2) | mail]), BatchContext("a", 1, True)
+            )
+        message = str(refused.value)
+        assert f"sink '{spec.sinks[sink].name}'" in message, message
+        assert f"cdc.{setting}" in message, message
+    assert [(version(spark, path), table(spark, path)) for path in paths] == before

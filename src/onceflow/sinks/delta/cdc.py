@@ -63,7 +63,7 @@ from onceflow.sinks.delta.cdc_events import (
     summary,
 )
 from onceflow.sinks.delta.cdc_history import history_merge
-from onceflow.sinks.delta.cdc_ledger import Ledger
+from onceflow.sinks.delta.cdc_ledger import Ledger, SettingChanged
 from onceflow.sinks.delta.sink import dml_transaction
 
 __all__ = ["PURGE_EVERY", "CdcApply"]
@@ -148,8 +148,26 @@ class CdcApply:
         created = not DeltaTable.isDeltaTable(spark, self._spec.path)
         self._create_target(spark, _table_shape(events, self._cdc, data))
         if created or not self._bound:
-            ledger.bind(events, self._spec.path)
+            try:
+                ledger.bind(events, self._spec.path)
+            except SettingChanged as changed:
+                raise self._changed(changed) from None
             self._bound = True
+
+    def _changed(self, changed: SettingChanged) -> SinkError:
+        """SINK_TABLE_MISMATCH naming the ``cdc`` setting that differs from the one the
+        table and its ledger were made with."""
+        return SinkError(
+            "SINK_TABLE_MISMATCH",
+            job=self._job,
+            sink=self._spec.name,
+            path=self._spec.path,
+            problem=f"cdc.{changed.setting} is {changed.now}, but this table and its ledger "
+            f"({ledger_location(self._spec)}) were made with {changed.was}, and the ledger "
+            "orders each key's changes as those settings did. Keep "
+            f"cdc.{changed.setting}, or apply the feed anew: another path (or the table and "
+            "its ledger deleted) and a fresh checkpoint",
+        )
 
     def _refused(self, frame: DataFrame, context: BatchContext) -> SinkError:
         """SINK_MERGE_KEY_REFUSED naming a row with a NULL key or sequence."""

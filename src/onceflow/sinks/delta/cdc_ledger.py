@@ -31,9 +31,19 @@ from onceflow.sinks.delta import CdcSpec
 from onceflow.sinks.delta.cdc_events import DELETE, SEQ, KeyRange, key_condition, quoted, within
 from onceflow.sinks.delta.sink import dml_transaction
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "SettingChanged"]
 
 _BOUND_TO = "onceflow.cdc.target"
+
+
+class SettingChanged(Exception):
+    """The sink's ``cdc.<setting>`` is not the one its table and ledger were made with."""
+
+    def __init__(self, setting: str, was: str, now: str) -> None:
+        super().__init__(f"cdc.{setting}: was {was}, now {now}")
+        self.setting = setting
+        self.was = was
+        self.now = now
 
 
 class Ledger:
@@ -52,14 +62,21 @@ class Ledger:
 
     def bind(self, events: DataFrame, target: str) -> None:
         """Make the ledger, empty, when there is none or it belongs to another table than
-        ``target``'s (one commit, outside the guard: a replay finds it made)."""
+        ``target``'s (one commit, outside the guard: a replay finds it made).
+
+        Raises:
+            SettingChanged: the ledger is ``target``'s but was made under other keys, SCD
+                type or sequence type than the sink's now (nothing is written then).
+        """
         spark = self._spark
         table_id = DeltaTable.forPath(spark, target).detail().select("id").first()
         assert table_id is not None  # noqa: S101 - a table's detail has one row
         if DeltaTable.isDeltaTable(spark, self._path):
-            detail = DeltaTable.forPath(spark, self._path).detail().first()
+            ledger = DeltaTable.forPath(spark, self._path)
+            detail = ledger.detail().first()
             assert detail is not None  # noqa: S101 - as above
             if (detail["properties"] or {}).get(_BOUND_TO) == table_id[0]:
+                self._refuse_changed(ledger.toDF().schema, self._schema(events))
                 return
         # two commits: a crash between them leaves an unbound ledger, made anew next time
         empty = spark.createDataFrame([], self._schema(events))
@@ -69,6 +86,21 @@ class Ledger:
         spark.sql(
             f"ALTER TABLE delta.`{self._path}` SET TBLPROPERTIES ('{_BOUND_TO}' = '{table_id[0]}')"
         )
+
+    def _refuse_changed(self, have: T.StructType, want: T.StructType) -> None:
+        """Its own columns say what a ledger was made for: its keys, ``__deletes`` for SCD 2,
+        the type of ``__sequence``. Under other settings its rows would filter events by
+        another order (or, SCD 2 to 1, leave the table a mix of both): refuse, naming the
+        first setting that differs."""
+        keys_had = [f.name for f in have.fields if not f.name.startswith("__")]
+        if keys_had != list(self._cdc.keys):
+            raise SettingChanged("keys", str(keys_had), str(list(self._cdc.keys)))
+        scd_had = 2 if self.DELETES in have.fieldNames() else 1
+        if scd_had != self._cdc.stored_as_scd_type:
+            raise SettingChanged("stored_as_scd_type", str(scd_had), str(2 if scd_had == 1 else 1))
+        had, now = have[self.SEQUENCE].dataType, want[self.SEQUENCE].dataType
+        if had != now:
+            raise SettingChanged("sequence_by", had.simpleString(), now.simpleString())
 
     def _schema(self, events: DataFrame) -> T.StructType:
         types = {field.name: field.dataType for field in events.schema.fields}
