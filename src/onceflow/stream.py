@@ -4,10 +4,12 @@ A job that only filters and projects hands its batches on raw when onceflow pars
 source (the quality stage parses, judges and counts each batch). A job that shapes the
 stream itself is parsed in the stream instead, since its steps need typed columns::
 
-    parsed ──▶ watermark ──▶ dedup ──▶ transform.sql ──▶ transform.python ──▶ aggregate
-      │                                                          │ (a window: no event time)
-      └── rows that did not parse ───────────┬───────────────────┘
-                                             ▼
+    parsed ──▶ watermark ──▶ dedup ──▶ join ──▶ transform.sql ──▶ transform.python ──▶ aggregate
+      │                                 ▲                                  │ (a window:
+      │      second stream, parsed ─────┘ (join.stream: watermarked)       │  no event time)
+      │                      │                                             │
+      └── rows that did not parse (either stream) ──────┬──────────────────┘
+                                                        ▼
                       joined again below the output, to be quarantined with their reason
 
 A row set apart keeps only onceflow's own columns (its payload, where it came from, the
@@ -21,18 +23,19 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from onceflow.config import JobSpec
-from onceflow.quality import ERROR, RECORD, QualityStage
+from onceflow.quality import ERROR, RECORD, QualityStage, parse_raw
 from onceflow.sources.raw import PAYLOAD
-from onceflow.sources.read import read_job_stream
+from onceflow.sources.read import read_job_stream, read_raw_stream, read_stream
 from onceflow.transforms import (
     apply_aggregate,
     apply_python,
     apply_sql,
     apply_stateful,
     apply_transform,
+    join_stream,
 )
 
-__all__ = ["job_stream", "shaped_stream", "typed_stream"]
+__all__ = ["job_stream", "other_stream", "shaped_stream", "typed_stream"]
 
 _INTERNAL = "_onceflow_"
 
@@ -56,6 +59,16 @@ def shaped_stream(frame: DataFrame, spec: JobSpec) -> DataFrame:
         apart.append(_set_apart(frame.where(F.col(ERROR).isNotNull()), None))
         frame = frame.where(F.col(ERROR).isNull())
     frame = apply_stateful(frame, spec)
+    join, watermark = spec.join, spec.watermark
+    if join is not None and join.stream is not None and watermark is not None:
+        # a stream join has both watermarks: the config rules refuse it otherwise
+        other = other_stream(frame.sparkSession, spec)
+        apart.append(_set_apart(other.where(F.col(ERROR).isNotNull()), None))
+        other = other.where(F.col(ERROR).isNull())
+        other = other.drop(*[c for c in other.columns if c.startswith(_INTERNAL)])
+        if join.stream.watermark is not None:
+            other = other.withWatermark(join.stream.watermark.column, join.stream.watermark.delay)
+        frame = join_stream(frame, other, join, watermark.column)
     if spec.transform.sql is not None:
         frame = apply_sql(frame, spec.transform.sql)
     if spec.transform.python is not None:
@@ -71,6 +84,32 @@ def shaped_stream(frame: DataFrame, spec: JobSpec) -> DataFrame:
     for rows in apart:
         frame = frame.unionByName(rows, allowMissingColumns=True)
     return frame
+
+
+def other_stream(spark: SparkSession, spec: JobSpec) -> DataFrame:
+    """The second stream of a stream join, typed, with ``ERROR``: why a record cannot join
+    (it did not parse, or lacks a key or its event time), NULL when it can.
+
+    Raises:
+        ValueError: for a job without a stream join.
+    """
+    join = spec.join
+    other = join.stream if join is not None else None
+    if join is None or other is None:
+        raise ValueError(f"job {spec.name!r} has no stream join")
+    # a record without a key or an event time could never join: it is quarantined
+    needed = (*[that for _, that in join.key_pairs],
+              *([other.watermark.column] if other.watermark is not None else []))  # fmt: skip
+    raw = spec.join_raw_format
+    if raw is not None:
+        frame = read_raw_stream(spark, other.source)
+        return parse_raw(frame, raw, needed, spec.quality.max_payload_bytes)
+    frame = read_stream(spark, other.source)
+    reason: Column = F.lit(None).cast("string")
+    for name in reversed(needed):  # the first NULL one is named
+        reason = F.when(F.col(f"`{name}`").isNull(), F.lit(f"'{name}' is NULL: the join "
+                                                           "can match nothing")).otherwise(reason)
+    return frame.withColumn(ERROR, reason)
 
 
 def job_stream(spark: SparkSession, spec: JobSpec, stage: QualityStage | None = None) -> DataFrame:

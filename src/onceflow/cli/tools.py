@@ -17,13 +17,15 @@ __all__ = ["register"]
 def register(commands: Commands) -> None:
     """Add sample, produce, jars, pyfiles and entrypoint."""
     sample = commands.add_parser(
-        "sample", help="write sample input: payments, or a change feed of customers"
+        "sample", help="write sample input: payments, their settlements, or a change feed of customers"
     )
     sample.add_argument(
         "--workload",
-        choices=("payments", "customers-cdc"),
+        choices=("payments", "settlements", "customers-cdc"),
         default="payments",
-        help="payments, or a change feed of customers (jobs/customers_cdc.yaml reads it)",
+        help="payments; the settlements of the payments of the same --records, --files and "
+        "--seed (jobs/payments_settled.yaml joins them); or a change feed of customers "
+        "(jobs/customers_cdc.yaml reads it)",
     )
     sample.add_argument("--out", type=Path, help="default data/sample/<workload>")
     sample.add_argument("--records", type=positive_int, default=10_000)
@@ -83,12 +85,18 @@ def register(commands: Commands) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from onceflow.prove.cdc_workload import write_cdc_files
+    from onceflow.prove.settlements import write_settlement_files
     from onceflow.prove.workload import write_payment_files
 
     args.out = args.out or Path("data/sample") / args.workload
     if args.workload == "customers-cdc":
         write_cdc_files(args.out, args.records, args.files, seed=args.seed)
         print(f"wrote {args.records} customer change(s) in {args.files} file(s) to {args.out}")
+        return EXIT_OK
+    if args.workload == "settlements":
+        written = write_settlement_files(args.out, args.records, args.files, seed=args.seed)
+        print(f"wrote the settlements of {args.records} payment(s) in {len(written)} file(s) "
+              f"to {args.out}")  # fmt: skip
         return EXIT_OK
     every = args.duplicate_every or 0
     files = write_payment_files(

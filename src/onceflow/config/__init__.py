@@ -18,7 +18,7 @@ from onceflow.config.job import (
     TriggerSpec,
     job_model,
 )
-from onceflow.config.joins import TableJoinSpec
+from onceflow.config.joins import JoinSpec, JoinStreamSpec
 from onceflow.config.kinds import Kinds, RawFormat, SinkKind, SourceKind, kinds
 from onceflow.config.loader import LoadedJob, is_uri, join_path, load_job
 from onceflow.config.modes import (
@@ -46,6 +46,8 @@ __all__ = [
     "FileSinkSpec",
     "Guarantee",
     "JobSpec",
+    "JoinSpec",
+    "JoinStreamSpec",
     "Kinds",
     "LoadedJob",
     "LockSettings",
@@ -64,7 +66,6 @@ __all__ = [
     "StateSettings",
     "StorageSettings",
     "Strategy",
-    "TableJoinSpec",
     "TransformSpec",
     "TriggerSpec",
     "WatermarkSpec",

@@ -15,7 +15,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from onceflow.config.common import JOB_NAME_PATTERN, Model, as_str_map, refuse_repeats
 from onceflow.config.connections import PostgresConnection
-from onceflow.config.joins import TableJoinSpec
+from onceflow.config.joins import JoinSpec, JoinStreamSpec
 from onceflow.config.kinds import Kinds, RawFormat, kinds
 from onceflow.config.modes import Guarantee, Strategy, WriteMode
 from onceflow.config.quality import QualityParser, QualitySpec, RuleAction, RuleSpec
@@ -177,9 +177,10 @@ class JobSpec(Model):
     dedup: DedupSpec | None = None
     """Drop records whose keys were already seen, across batches and restarts (state in the
     checkpoint)."""
-    join: TableJoinSpec | None = None
-    """Enrich each batch with a Delta table's rows by keys, at one version of the table per
-    batch (recorded, so a replay joins the same rows)."""
+    join: JoinSpec | None = None
+    """Enrich the stream by keys: with a Delta table's rows, at one version of the table per
+    batch (recorded, so a replay joins the same rows), or with a second stream, as both
+    sides arrive (state in the checkpoint)."""
     aggregate: AggregateSpec | None = None
     """Aggregate per group, in event-time windows or over all time (state in the
     checkpoint): ``output: update`` into MERGE sinks, ``append`` into append sinks."""
@@ -241,9 +242,23 @@ class JobSpec(Model):
 
     @property
     def is_stateful(self) -> bool:
-        """True when the stream keeps state across batches (``dedup``, ``aggregate``), in the
-        checkpoint."""
-        return self.dedup is not None or self.aggregate is not None
+        """True when the stream keeps state across batches (``dedup``, ``aggregate``, a
+        stream join), in the checkpoint."""
+        return self.dedup is not None or self.aggregate is not None or self.stream_join is not None
+
+    @property
+    def stream_join(self) -> JoinStreamSpec | None:
+        """The second stream of a stream-stream ``join``; None without one."""
+        return self.join.stream if self.join is not None else None
+
+    @property
+    def join_raw_format(self) -> RawFormat | None:
+        """How onceflow parses the second stream's raw records, as ``raw_format`` does the
+        source's; None without a stream join or when its kind reads typed rows."""
+        other = self.stream_join
+        if other is None or self.quality.parser is QualityParser.SPARK:
+            return None
+        return kinds().source(other.source.kind).raw_format(other.source)
 
     @property
     def windows(self) -> bool:
@@ -296,6 +311,7 @@ class JobSpec(Model):
         then counted by name."""
         return bool(
             self.parses_raw
+            or self.join_raw_format is not None
             or self.windows
             or self.quality.rules
             or self.key_rules()
@@ -309,6 +325,7 @@ class JobSpec(Model):
         rules = (*self.quality.rules, *self.key_rules())
         quarantining = (
             self.parses_raw
+            or self.join_raw_format is not None  # a second stream's record that did not parse
             or self.windows  # a row without an event time
             or any(r.action is RuleAction.QUARANTINE for r in rules)
         )
@@ -346,12 +363,30 @@ def _job_model(registry: Kinds) -> type[JobSpec]:
 
     source = union([kind.spec for kind in registry.sources.values()])
     sink = union([kind.spec for kind in registry.sinks.values()])
+
+    def described(model: type[Model], name: str) -> Any:
+        return Field(description=model.model_fields[name].description)
+
+    # a stream join's second source is validated against the same kinds as the job's
+    other = create_model(
+        "JoinStreamSpec",
+        __base__=JoinStreamSpec,
+        __module__=JoinStreamSpec.__module__,
+        source=(source, described(JoinStreamSpec, "source")),
+    )
+    join = create_model(
+        "JoinSpec",
+        __base__=JoinSpec,
+        __module__=JoinSpec.__module__,
+        stream=(other | None, Field(default=None, description=JoinSpec.model_fields["stream"].description)),
+    )
     model: type[JobSpec] = create_model(
         "JobSpec",
         __base__=JobSpec,
         __module__=JobSpec.__module__,
         # a field given anew loses the docstring JobSpec's own has
-        source=(source, Field(description=JobSpec.model_fields["source"].description)),
+        source=(source, described(JobSpec, "source")),
+        join=(join | None, Field(default=None, description=JobSpec.model_fields["join"].description)),
         sinks=(
             tuple[sink, ...],  # type: ignore[valid-type]
             Field(min_length=1, description=JobSpec.model_fields["sinks"].description),

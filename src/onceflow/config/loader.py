@@ -211,7 +211,10 @@ def _resolve_paths(data: dict[str, Any], project_dir: Path) -> None:
             holder[key] = join_path(base, holder[key])
 
     resolve(data.get("source"), "path", root)
-    resolve(data.get("join"), "table", root)
+    join = data.get("join")
+    resolve(join, "table", root)
+    if isinstance(join, dict) and isinstance(join.get("stream"), dict):
+        resolve(join["stream"].get("source"), "path", root)  # a second source, as the first
     resolve(data, "checkpoint", root)
     # every job accounts for its records, so every job has a quarantine table's path (a
     # name validation will refuse gets none: it is no folder name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from onceflow.config.documents import Document, KeyPath, format_key_path
 from onceflow.config.job import JobSpec
+from onceflow.config.join_rules import join_problems
 from onceflow.config.kinds import kinds
 from onceflow.config.modes import Guarantee
 from onceflow.config.stateful_rules import stateful_problems
@@ -33,6 +34,7 @@ def check_guarantee_rules(spec: JobSpec, document: Document) -> list[ConfigError
         problems += [((("sinks", index, *key)), why) for key, why in _sink_problems(spec, sink)]
     problems += _overlapping_outputs(spec)
     problems += stateful_problems(spec)
+    problems += join_problems(spec)
     return [_refusal(document, path, why) for path, why in problems]
 
 

@@ -217,7 +217,7 @@ def _sql_problems(spark: SparkSession, spec: JobSpec) -> list[_Problem]:
             key = next(alone, ("transform", "select"))
             return [("CONFIG_BAD_SQL", key, {"reason": failure})]
         rows = rows.selectExpr(*select)
-    if spec.join is not None:
+    if spec.join is not None and spec.join.table is not None:  # a stream's: in the stream
         joined = _joined(spark, spec, rows)
         if isinstance(joined, tuple):
             return [joined]
@@ -229,7 +229,7 @@ def _joined(spark: SparkSession, spec: JobSpec, rows: DataFrame) -> DataFrame | 
     """The batch joined with the join's table (its newest version), or what is wrong: the
     table missing, or the keys or columns Spark cannot find on either side."""
     join = spec.join
-    assert join is not None  # noqa: S101 - the caller's
+    assert join is not None and join.table is not None  # noqa: S101 - the caller's
     if not path_exists(spark, join.table):
         return ("CONFIG_INPUT_MISSING", ("join", "table"), {"path": join.table})
     version = newest_version(spark, join.table)

@@ -1,6 +1,7 @@
 """Deep checks of the stream's own steps, in the order the stream meets them: the
-watermark (a timestamp column, an interval), the dedup keys, ``transform.sql``,
-``transform.python``, then the aggregate (its groups, its window's column and intervals,
+watermark (a timestamp column, an interval), the dedup keys, a stream join (its second
+source, its watermark, the keys on both sides, ``within``, each of ``columns``),
+``transform.sql``, ``transform.python``, then the aggregate (its groups, its window's column and intervals,
 each measure). A step that fails leaves the ones after it unchecked: they read its output.
 """
 
@@ -16,8 +17,14 @@ from onceflow.config.documents import KeyPath
 from onceflow.errors import TransformError, first_line
 from onceflow.quality import ERROR, QualityStage
 from onceflow.session import analysis_failure
-from onceflow.stream import typed_stream
-from onceflow.transforms import apply_aggregate, apply_python, apply_sql, apply_stateful
+from onceflow.stream import other_stream, typed_stream
+from onceflow.transforms import (
+    apply_aggregate,
+    apply_python,
+    apply_sql,
+    apply_stateful,
+    join_stream,
+)
 
 __all__ = ["Problem", "stream_problems"]
 
@@ -41,6 +48,11 @@ def stream_problems(spark: SparkSession, spec: JobSpec) -> list[Problem]:
     if found:
         return found
     stream = apply_stateful(stream, spec)
+    if spec.stream_join is not None:
+        joined = _join_problems(spark, stream, spec)
+        if isinstance(joined, list):
+            return joined
+        stream = joined
     if spec.transform.sql is not None:
         failure = analysis_failure(lambda: apply_sql(stream, spec.transform.sql or ""))
         if failure:
@@ -82,6 +94,60 @@ def _keyed_problems(stream: DataFrame, spec: JobSpec) -> list[Problem]:
             reason = f"no column '{key}': {_columns_note(types)}"
             found.append(("CONFIG_BAD_SQL", ("dedup", "keys", index), {"reason": reason}))
     return found
+
+
+def _join_problems(spark: SparkSession, stream: DataFrame, spec: JobSpec) -> DataFrame | list[Problem]:
+    """The stream joined with the second (its good rows, as the join gets them), or what
+    Spark finds wrong: the second source unreadable, its watermark, a key missing on
+    either side, ``within``, each of ``columns`` alone."""
+    join, watermark = spec.join, spec.watermark
+    assert join is not None and join.stream is not None and watermark is not None  # noqa: S101
+    source: KeyPath = ("join", "stream", "source")
+    try:
+        other = other_stream(spark, spec)
+        other.schema  # noqa: B018 - reading the source's schema may fail
+    except Exception as exc:
+        reason = first_line(exc)
+        if "PATH_NOT_FOUND" in reason or "does not exist" in reason:
+            path = {"path": join.stream.source.location}
+            return [("CONFIG_INPUT_MISSING", (*source, "path"), path)]
+        return [("CONFIG_SOURCE_UNREADABLE", source, {"reason": reason})]
+    other = other.where(F.col(ERROR).isNull())
+    other = other.drop(*[c for c in other.columns if c.startswith("_onceflow_")])
+    mine, theirs = dict(stream.dtypes), dict(other.dtypes)
+    found: list[Problem] = []
+    for index, (this, that) in enumerate(join.key_pairs):
+        for name, types, side in ((this, mine, "the stream's"), (that, theirs, "the second")):
+            if name not in types:
+                reason = f"no column '{name}' in {side} stream: {_columns_note(types)}"
+                found.append(("CONFIG_BAD_SQL", ("join", "keys", index), {"reason": reason}))
+    time = join.stream.watermark
+    if time is not None:
+        problem = _time_problem(theirs, time.column)
+        key: KeyPath = ("join", "stream", "watermark", "column")
+        if problem:
+            found.append(("CONFIG_BAD_SQL", key, {"reason": problem}))
+        else:
+            failure = analysis_failure(lambda: other.withWatermark(time.column, time.delay))
+            if failure:
+                key = ("join", "stream", "watermark", "delay")
+                found.append(("CONFIG_BAD_INTERVAL", key, {"reason": failure}))
+            else:
+                other = other.withWatermark(time.column, time.delay)
+    if found:
+        return found
+    bare = join.model_copy(update={"columns": ()})
+    failure = analysis_failure(lambda: join_stream(stream, other, bare, watermark.column))
+    if failure:
+        return [("CONFIG_BAD_SQL", ("join", "within"), {"reason": failure})]
+    for index, column in enumerate(join.columns):
+        alone = join.model_copy(update={"columns": (column,)})
+        failure = analysis_failure(
+            lambda alone=alone: join_stream(stream, other, alone, watermark.column)
+        )
+        if failure:
+            found.append(("CONFIG_BAD_SQL", ("join", "columns", index), {"reason": failure}))
+    return found or join_stream(stream, other, join, watermark.column)
 
 
 def _time_problem(types: dict[str, str], column: str) -> str:

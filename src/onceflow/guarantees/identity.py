@@ -4,8 +4,9 @@ A checkpoint holds what its job has read (offsets, the file source's log) and th
 its sinks' marks carry. Another job pointed at it would plan no batch for what the first
 job read, take over its query, and never deliver those records; a sink moved under it
 would never get the batches before the move. So the first start records the job's
-identity, ``<checkpoint>/onceflow/job.json``: its name, its source's kind and location, and
-each sink's name, kind and location. Every later start compares; a difference is refused
+identity, ``<checkpoint>/onceflow/job.json``: its name, its source's kind and location (and
+a stream join's second source's, whose reads the checkpoint logs as the first's), and each
+sink's name, kind and location. Every later start compares; a difference is refused
 with GUARANTEE_CHECKPOINT_MISMATCH unless the start adopts the checkpoint on purpose, which
 records the new identity.
 
@@ -33,8 +34,9 @@ _log = logging.getLogger("onceflow.guarantees")
 
 
 def job_identity(spec: JobSpec) -> dict[str, Any]:
-    """What a checkpoint must keep belonging to: job name, source, sinks."""
-    return {
+    """What a checkpoint must keep belonging to: job name, source (and a stream join's
+    second source), sinks."""
+    identity: dict[str, Any] = {
         "job": spec.name,
         "source": {"kind": spec.source.kind, "location": spec.source.location},
         "sinks": sorted(
@@ -42,6 +44,10 @@ def job_identity(spec: JobSpec) -> dict[str, Any]:
             key=lambda sink: sink["name"],
         ),
     }
+    other = spec.stream_join
+    if other is not None:  # absent otherwise: the identities recorded before joins still match
+        identity["joined_source"] = {"kind": other.source.kind, "location": other.source.location}
+    return identity
 
 
 def read_identity(spark: SparkSession, checkpoint: str) -> dict[str, Any] | None:
@@ -102,6 +108,9 @@ def differences_from(recorded: dict[str, Any] | None, mine: dict[str, Any]) -> l
             f"it read {theirs.get('kind')} {theirs.get('location')}, this job reads "
             f"{ours['kind']} {ours['location']}"
         )
+    theirs, ours = recorded.get("joined_source"), mine.get("joined_source")
+    if theirs != ours:
+        found.append(f"it joined {_described(theirs)}, this job joins {_described(ours)}")
     recorded_sinks = {s.get("name"): s for s in recorded.get("sinks") or []}
     my_sinks = {s["name"]: s for s in mine["sinks"]}
     for name in sorted(recorded_sinks.keys() | my_sinks.keys(), key=str):
@@ -118,3 +127,10 @@ def differences_from(recorded: dict[str, Any] | None, mine: dict[str, Any]) -> l
                 f"this job as {now['kind']} at {now['location']}"
             )
     return found
+
+
+def _described(source: dict[str, Any] | None) -> str:
+    """A joined source in a phrase: its kind and location, or that there is none."""
+    if not source:
+        return "no second stream"
+    return f"the {source.get('kind')} stream {source.get('location')}"

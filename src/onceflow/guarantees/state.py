@@ -122,6 +122,7 @@ def _described(shape: dict[str, Any] | None) -> str:
     return "; ".join(
         f"{op['operator']} on keys {', '.join(op['keys'])}"
         + (f" with event time {op['event_time']}" if op.get("event_time") else "")
+        + (f" within {op['within']}" if op.get("within") else "")
         for op in shape["operators"]
     )
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from onceflow.quality.expectations import FATE, REASON, Fate, classify
-from onceflow.quality.parsing import ERROR, RECORD, parse_csv, parse_json
+from onceflow.quality.parsing import ERROR, RECORD, parse_csv, parse_json, parse_raw
 from onceflow.quality.stage import (
     QUARANTINE_SCHEMA,
     WHERE_RULE,
@@ -27,4 +27,5 @@ __all__ = [
     "classify",
     "parse_csv",
     "parse_json",
+    "parse_raw",
 ]

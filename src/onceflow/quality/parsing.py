@@ -21,9 +21,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from onceflow.config import RawFormat
 from onceflow.sources.raw import PAYLOAD
 
-__all__ = ["ERROR", "RECORD", "parse_csv", "parse_json", "schema_of"]
+__all__ = ["ERROR", "RECORD", "parse_csv", "parse_json", "parse_raw", "schema_of"]
 
 ERROR = "_onceflow_error"
 #: A row set apart from the stream before its transforms reshaped it, as JSON: what the
@@ -37,6 +38,18 @@ _EXTRA = "_onceflow_extra_column"
 def schema_of(frame: DataFrame, ddl: str) -> T.StructType:
     """The StructType of a DDL string, parsed by the frame's session."""
     return frame.sparkSession.createDataFrame([], ddl).schema
+
+
+def parse_raw(
+    frame: DataFrame, raw: RawFormat, required: tuple[str, ...], max_bytes: int
+) -> DataFrame:
+    """``frame`` (raw records) parsed as ``raw`` says (JSON or CSV, its schema): the
+    schema's typed columns and ``ERROR``, the reason a record did not parse (NULL when it
+    did). Never drops a row."""
+    schema = schema_of(frame, raw.schema)
+    if raw.format == "csv":
+        return parse_csv(frame, schema, required, max_bytes, dict(raw.options))
+    return parse_json(frame, schema, required, max_bytes)
 
 
 def parse_json(

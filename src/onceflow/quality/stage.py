@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from onceflow.config import JobSpec, RuleSpec, TransformSpec
 from onceflow.errors import QualityError, first_line
 from onceflow.quality.expectations import FATE, REASON, Fate, broke_column, classify
-from onceflow.quality.parsing import RECORD, parse_csv, parse_json, schema_of
+from onceflow.quality.parsing import RECORD, parse_raw
 from onceflow.sources.raw import PARTITION, PAYLOAD, POSITION, SOURCE
 from onceflow.transforms import apply_transform
 
@@ -114,13 +114,7 @@ class QualityStage:
         raw = self._raw
         if raw is None:
             return frame
-        schema = schema_of(frame, raw.schema)
-        spec = self._spec
-        if raw.format == "csv":
-            return parse_csv(
-                frame, schema, spec.required, spec.max_payload_bytes, dict(raw.options)
-            )
-        return parse_json(frame, schema, spec.required, spec.max_payload_bytes)
+        return parse_raw(frame, raw, self._spec.required, self._spec.max_payload_bytes)
 
     def _parsed(self, batch: DataFrame) -> DataFrame:
         if self._parsed_in_stream:

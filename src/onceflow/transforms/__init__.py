@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from onceflow.transforms.aggregate import apply_aggregate
 from onceflow.transforms.functions import apply_batch_python, apply_python, apply_sql
-from onceflow.transforms.joins import join_table
+from onceflow.transforms.joins import join_stream, join_table
 from onceflow.transforms.rows import apply_transform
 from onceflow.transforms.stateful import apply_stateful, stateful_shape
 
@@ -17,6 +17,7 @@ __all__ = [
     "apply_sql",
     "apply_stateful",
     "apply_transform",
+    "join_stream",
     "join_table",
     "stateful_shape",
 ]

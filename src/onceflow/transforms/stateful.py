@@ -53,9 +53,9 @@ def apply_stateful(frame: DataFrame, spec: JobSpec) -> DataFrame:
 
 
 def stateful_shape(spec: JobSpec) -> dict[str, Any] | None:
-    """What the job's state depends on: each stateful operator, its keys and event time;
-    None for a job without state. A watermark's delay is not part of it (Spark reads it
-    anew each start)."""
+    """What the job's state depends on: each stateful operator (dedup, stream join,
+    aggregate, in the stream's order), its keys and event time; None for a job without
+    state. A watermark's delay is not part of it (Spark reads it anew each start)."""
     dedup, watermark, aggregate = spec.dedup, spec.watermark, spec.aggregate
     operators: list[dict[str, Any]] = []
     if dedup is not None:
@@ -65,6 +65,26 @@ def stateful_shape(spec: JobSpec) -> dict[str, Any] | None:
                 "operator": "dedup_within_watermark" if within else "dedup",
                 "keys": list(dedup.keys),
                 "event_time": watermark.column if watermark is not None else None,
+            }
+        )
+    join = spec.join
+    if join is not None and join.stream is not None:
+        # each side's rows are state, matched on the keys within the range: other keys, a
+        # range, a join type or another second stream would read that state as something
+        # else; the columns gained decide which of the second stream's columns it keeps
+        other = join.stream
+        operators.append(
+            {
+                "operator": f"{join.join_type}_stream_join",
+                "keys": [f"{this} = {that}" for this, that in join.key_pairs],
+                "within": join.within,
+                "event_time": watermark.column if watermark is not None else None,
+                "columns": list(join.columns),
+                "other": {
+                    "kind": other.source.kind,
+                    "location": other.source.location,
+                    "event_time": other.watermark.column if other.watermark else None,
+                },
             }
         )
     if aggregate is not None:
