@@ -149,22 +149,25 @@ def test_the_workload_crosses_batches() -> None:
 
 
 @pytest.mark.chaos
-@pytest.mark.parametrize("point", ["mid_write", "after_write"])
-def test_pairs_equal_a_recomputation_after_a_crash(
-    spark: SparkSession, job_in: JobLoader, tmp_path: Path, point: str
+def test_pairs_equal_a_recomputation_after_crashes(
+    spark: SparkSession, job_in: JobLoader, tmp_path: Path
 ) -> None:
-    """Batch 1 joins payments batch 0 kept as state with settlements of its own file; it
-    crashes, and its replay recomputes the same pairs from the state batch 0 left."""
+    """Batch 1 crashes with some of its writes done, batch 2 after its writes (before
+    Spark's commit). Each replay recomputes the same pairs from the state the batch before
+    left: batch 2 joins payments kept since batch 1 with the settlements of a later file."""
     write_input(tmp_path)
     spec = job_in(JOB, *SHORT).spec
-    with pytest.raises(Exception, match="CRASH_INJECTED"):
-        run_to_end(spark, spec, crash=crash_at(point, 1))
+    for point, batch in (("mid_write", 1), ("after_write", 2)):
+        with pytest.raises(Exception, match="CRASH_INJECTED"):
+            run_to_end(spark, spec, crash=crash_at(point, batch))
     run_to_end(spark, spec)
     assert output(spark, tmp_path) == Input(tmp_path).inner()
 
 
 @pytest.fixture(scope="module")
-def left_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LoadedJob]:
+def left_run(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, LoadedJob]:
     """A left join into an append table (where a row emitted twice would show), run
     twice: on the first files of each stream, then, restarted, on the rest. Payments of
     the first file wait in the state for their settlements in the second."""
@@ -278,7 +281,10 @@ def test_a_join_takes_a_table_or_a_stream(job_in: JobLoader, overrides: tuple[st
     ("override", "key"),
     [
         ("join.keys=[id = paymentid]", "join.keys[0]"),
-        ("join.within=setled_at BETWEEN event_time AND event_time + INTERVAL 1 HOUR", "join.within"),
+        (
+            "join.within=setled_at BETWEEN event_time AND event_time + INTERVAL 1 HOUR",
+            "join.within",
+        ),
         ("join.columns=[settled_at, fees]", "join.columns[1]"),
         ("join.stream.watermark.column=fee", "join.stream.watermark.column"),
     ],

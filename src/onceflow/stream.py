@@ -107,8 +107,9 @@ def other_stream(spark: SparkSession, spec: JobSpec) -> DataFrame:
     frame = read_stream(spark, other.source)
     reason: Column = F.lit(None).cast("string")
     for name in reversed(needed):  # the first NULL one is named
-        reason = F.when(F.col(f"`{name}`").isNull(), F.lit(f"'{name}' is NULL: the join "
-                                                           "can match nothing")).otherwise(reason)
+        reason = F.when(
+            F.col(f"`{name}`").isNull(), F.lit(f"'{name}' is NULL: the join can match nothing")
+        ).otherwise(reason)
     return frame.withColumn(ERROR, reason)
 
 

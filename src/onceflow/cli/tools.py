@@ -17,7 +17,8 @@ __all__ = ["register"]
 def register(commands: Commands) -> None:
     """Add sample, produce, jars, pyfiles and entrypoint."""
     sample = commands.add_parser(
-        "sample", help="write sample input: payments, their settlements, or a change feed of customers"
+        "sample",
+        help="write sample input: payments, their settlements, or a change feed of customers",
     )
     sample.add_argument(
         "--workload",

@@ -368,17 +368,20 @@ def _job_model(registry: Kinds) -> type[JobSpec]:
         return Field(description=model.model_fields[name].description)
 
     # a stream join's second source is validated against the same kinds as the job's
-    other = create_model(
+    other: Any = create_model(  # Any, as a union above: a model made here, unknown to mypy
         "JoinStreamSpec",
         __base__=JoinStreamSpec,
         __module__=JoinStreamSpec.__module__,
         source=(source, described(JoinStreamSpec, "source")),
     )
-    join = create_model(
+    join: Any = create_model(
         "JoinSpec",
         __base__=JoinSpec,
         __module__=JoinSpec.__module__,
-        stream=(other | None, Field(default=None, description=JoinSpec.model_fields["stream"].description)),
+        stream=(
+            other | None,
+            Field(default=None, description=JoinSpec.model_fields["stream"].description),
+        ),
     )
     model: type[JobSpec] = create_model(
         "JobSpec",
@@ -386,7 +389,10 @@ def _job_model(registry: Kinds) -> type[JobSpec]:
         __module__=JobSpec.__module__,
         # a field given anew loses the docstring JobSpec's own has
         source=(source, described(JobSpec, "source")),
-        join=(join | None, Field(default=None, description=JobSpec.model_fields["join"].description)),
+        join=(
+            join | None,
+            Field(default=None, description=JobSpec.model_fields["join"].description),
+        ),
         sinks=(
             tuple[sink, ...],  # type: ignore[valid-type]
             Field(min_length=1, description=JobSpec.model_fields["sinks"].description),

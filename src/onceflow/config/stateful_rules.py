@@ -27,7 +27,7 @@ def stateful_problems(spec: JobSpec) -> list[Problem]:
     if spec.watermark is not None and not spec.is_stateful:
         problems.append(
             (("watermark",), "a watermark bounds the state of a stateful key (dedup, "
-             "aggregate) and this job has none: it would change nothing")
+             "aggregate, a stream join) and this job has none: it would change nothing")
         )  # fmt: skip
     dedup = spec.dedup
     if dedup is not None and dedup.within_watermark and spec.watermark is None:

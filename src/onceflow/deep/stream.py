@@ -1,8 +1,9 @@
 """Deep checks of the stream's own steps, in the order the stream meets them: the
 watermark (a timestamp column, an interval), the dedup keys, a stream join (its second
 source, its watermark, the keys on both sides, ``within``, each of ``columns``),
-``transform.sql``, ``transform.python``, then the aggregate (its groups, its window's column and intervals,
-each measure). A step that fails leaves the ones after it unchecked: they read its output.
+``transform.sql``, ``transform.python``, then the aggregate (its groups, its window's
+column and intervals, each measure). A step that fails leaves the ones after it
+unchecked: they read its output.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def _keyed_problems(stream: DataFrame, spec: JobSpec) -> list[Problem]:
     return found
 
 
-def _join_problems(spark: SparkSession, stream: DataFrame, spec: JobSpec) -> DataFrame | list[Problem]:
+def _join_problems(
+    spark: SparkSession, stream: DataFrame, spec: JobSpec
+) -> DataFrame | list[Problem]:
     """The stream joined with the second (its good rows, as the join gets them), or what
     Spark finds wrong: the second source unreadable, its watermark, a key missing on
     either side, ``within``, each of ``columns`` alone."""

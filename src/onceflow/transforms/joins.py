@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from onceflow.config import JoinSpec
 
-__all__ = ["THIS", "OTHER", "join_stream", "join_table"]
+__all__ = ["OTHER", "THIS", "join_stream", "join_table"]
 
 #: How ``within`` and ``columns`` may name a column both sides have: ``this.<column>`` is
 #: the job's stream's, ``other.<column>`` the second's.
