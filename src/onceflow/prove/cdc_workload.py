@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["CUSTOMER_CHANGES_SCHEMA", "Change", "customer_changes", "delivered", "write_cdc_files"]
+__all__ = [
+    "CUSTOMER_CHANGES_SCHEMA",
+    "Change",
+    "change_batches",
+    "customer_changes",
+    "delivered",
+    "write_cdc_files",
+]
 
 CUSTOMER_CHANGES_SCHEMA = (
     "customer_id BIGINT, op STRING, lsn BIGINT, commit_ts TIMESTAMP, "
@@ -114,6 +121,22 @@ def delivered(
     for batch in sent:
         rng.shuffle(batch)
     return sent
+
+
+def change_batches(
+    count: int, batches: int, seed: int = 7, duplicate_every: int = 0
+) -> list[list[dict[str, object]]]:
+    """Changes ``1..count`` as ``delivered`` sends them in ``batches`` batches, as records
+    (JSON's types), every ``duplicate_every``-th (by lsn) once more: what prove feeds a
+    CDC job."""
+    from onceflow.prove.workload import with_retries
+
+    sent = with_retries(
+        delivered(customer_changes(count, seed=seed), batches, seed),
+        duplicate_every,
+        lambda c: c.lsn,
+    )
+    return [[change.as_record() for change in batch] for batch in sent]
 
 
 def write_cdc_files(

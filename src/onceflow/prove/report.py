@@ -37,6 +37,7 @@ FIELDS = (
     "delivered",
     "lost",
     "duplicated",
+    "wrong",
     "balance_drift",
     "promise",
     "promise_held",
@@ -56,6 +57,8 @@ def progress_line(done: ScenarioDone) -> str:
     left``: one finished scenario, its verdict, its time and the estimate of the rest."""
     row = done.row
     counts = [f"lost {row.lost}", f"duplicated {row.duplicated}"]
+    if row.wrong is not None:
+        counts.append(f"wrong {row.wrong}")
     if row.balance_drift is not None:
         counts.append(f"balance drift {row.balance_drift:.2f}")
     verdict = "held" if row.promise_held else "BROKEN"
@@ -138,6 +141,7 @@ def _scenario(row: ProveRow) -> str:
 _AXIS_LABELS = {
     "lost": "records lost",
     "duplicated": "records duplicated",
+    "wrong": "CDC rows wrong\n(stale, or a wrong interval)",
     "balance_drift": "balance drift\n(sum of |balance - exact sum|)",
 }
 
@@ -168,6 +172,8 @@ def to_png(rows: Sequence[ProveRow], path: Path, title: str = "onceflow prove") 
 
     # a loss or a double write may show only in an aggregate sink (its balances)
     measures = ["lost", "duplicated"]
+    if any(row.wrong is not None for row in rows):  # a CDC sink was checked
+        measures.append("wrong")
     if any(row.balance_drift is not None for row in rows):
         measures.append("balance_drift")
     figure, axes = plt.subplots(

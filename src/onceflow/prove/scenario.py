@@ -1,7 +1,8 @@
 """One prove scenario: a guarantee x a crash point, end to end, in real processes.
 
-It feeds a fresh workload of uniquely numbered payments to the job's source (files or
-Kafka), runs the job as a separate OS process the way ``spark-submit`` would
+It feeds a fresh workload to the job's source (files or Kafka): uniquely numbered
+payments, or, to a job with a CDC sink, the customers' change feed (out of order, some
+changes twice). It runs the job as a separate OS process the way ``spark-submit`` would
 (``onceflow.prove.child``: ``onceflow run`` with the crash plan handed over explicitly),
 lets it SIGKILL its own process group (Python and JVM) at the crash point of the chosen
 batch, optionally kills it at random moments too, restarts it on the same checkpoint until
@@ -32,11 +33,13 @@ from pathlib import Path
 from onceflow.config import Guarantee, JobSpec, join_path, kinds, load_job
 from onceflow.config.kinds import load_reference
 from onceflow.errors import ConfigError
+from onceflow.prove.cdc_expect import cdc_sinks
+from onceflow.prove.cdc_workload import change_batches
 from onceflow.prove.crash import CrashPoint
 from onceflow.prove.processes import JobProcesses, JobRun
 from onceflow.prove.promises import PROMISES, promise_held
 from onceflow.prove.verify import Delivery, measure_delivery
-from onceflow.prove.workload import payments, with_retries
+from onceflow.prove.workload import payment_batches
 
 __all__ = [
     "CHECKPOINT_FAULTS",
@@ -101,6 +104,7 @@ class ProveRow:
     promise: str
     promise_held: bool
     note: str = field(default="", compare=False)
+    wrong: int | None = None  # CDC sinks: rows present but not as the changes imply
 
     def as_report(self) -> dict[str, object]:
         """The JSON/Markdown row: exactly the documented fields."""
@@ -113,6 +117,7 @@ class ProveRow:
             "delivered": self.delivered,
             "lost": self.lost,
             "duplicated": self.duplicated,
+            "wrong": self.wrong,
             "balance_drift": self.balance_drift,
             "promise": self.promise,
             "promise_held": self.promise_held,
@@ -196,17 +201,9 @@ class Scenario:
                 problem=f"onceflow prove cannot feed a {spec.source.kind} source (its kind "
                 "declares no feed); it feeds files and kafka sources",
             )
-        sent = list(payments(s.records, seed=s.seed))
-        per_batch, extra = divmod(len(sent), s.batches)
-        batches, start = [], 0
-        for index in range(s.batches):
-            size = per_batch + (1 if index < extra else 0)
-            batches.append(sent[start : start + size])
-            start += size
-        records = [
-            [p.as_record() for p in batch]
-            for batch in with_retries(batches, s.duplicate_every, lambda p: p.id)
-        ]
+        # a CDC job gets the customers' change feed; any other the payments
+        workload = change_batches if cdc_sinks(spec) else payment_batches
+        records = workload(s.records, s.batches, s.seed, s.duplicate_every)
         overrides: list[str] = load_reference(feed)(spec.source, records, self.root)
         return overrides
 
@@ -366,4 +363,5 @@ class Scenario:
             promise=PROMISES[spec.guarantee],
             promise_held=held,
             note=note,
+            wrong=delivery.wrong,
         )

@@ -9,6 +9,8 @@ The expectation comes from the workload generator in plain Python.
 - ``lost`` = expected ids that are not there;
 - ``duplicated`` = rows - distinct ids (a row per extra copy of any id);
 - ``unexpected`` = distinct ids that were never sent;
+- for a CDC sink (``onceflow.prove.cdc_expect``), rows as records: its SCD 1 rows or SCD 2
+  versions lost, repeated, and ``wrong`` (present, but not as the changes imply);
 - for an aggregate sink (``account``, ``balance``, optionally a ``payments`` count): the
   absolute drift of every balance from the exact sum, and payments missing from or counted
   twice in the counts.
@@ -24,6 +26,7 @@ from decimal import Decimal
 from pyspark.sql import DataFrame, SparkSession
 
 from onceflow.config import JobSpec, PostgresConnection, SinkSpec, kinds
+from onceflow.prove.cdc_expect import cdc_sinks, measure_cdc
 from onceflow.prove.windows import measure_windows
 from onceflow.prove.workload import payments
 
@@ -92,6 +95,7 @@ class Delivery:
     balance_drift: Decimal | None
     under_applied: int
     over_applied: int
+    wrong: int | None = None  # CDC sinks only: rows present but not as the changes imply
 
 
 def read_output(
@@ -168,14 +172,25 @@ def balance_drift(spark: SparkSession, kind: str, location: str, count: int, see
 
 
 def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) -> Delivery:
-    """Read every sink of ``spec`` and compare it with payments ``1..count`` of ``seed``."""
+    """Read every sink of ``spec`` and compare it with payments ``1..count`` of ``seed``,
+    or, for a CDC sink, with changes ``1..count`` of the customers feed of ``seed``."""
     wanted = range(1, count + 1)
     delivered = lost = duplicated = under = over = 0
     drift: Decimal | None = None
+    wrong: int | None = None
     record_sinks = expected_rows = 0
+    cdc = cdc_sinks(spec)
     for sink in spec.sinks:
         frame = read_sink(spark, spec, sink)
-        if spec.windows and "window_start" in frame.columns:
+        if sink.name in cdc:
+            rows = measure_cdc(frame, cdc[sink.name], count, seed)
+            record_sinks += 1
+            expected_rows += rows.expected
+            delivered += rows.delivered
+            lost += rows.lost
+            duplicated += rows.duplicated
+            wrong = (wrong or 0) + rows.wrong
+        elif spec.windows and "window_start" in frame.columns:
             windows = measure_windows(frame, spec, count, seed)
             record_sinks += 1
             expected_rows += windows.expected
@@ -197,6 +212,7 @@ def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) 
             drift = (drift or Decimal(0)) + aggregate.total
             under += aggregate.under_applied
             over += aggregate.over_applied
-    # each record sink expects every payment, a window sink every window
+    # each record sink expects every payment, a window sink every window, a CDC sink
+    # every row (SCD 1) or version (SCD 2)
     expected_total = expected_rows if record_sinks else count
-    return Delivery(expected_total, delivered, lost, duplicated, drift, under, over)
+    return Delivery(expected_total, delivered, lost, duplicated, drift, under, over, wrong)

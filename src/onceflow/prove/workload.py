@@ -18,7 +18,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["PAYMENTS_SCHEMA", "Payment", "payments", "with_retries", "write_payment_files"]
+__all__ = [
+    "PAYMENTS_SCHEMA",
+    "Payment",
+    "payment_batches",
+    "payments",
+    "with_retries",
+    "write_payment_files",
+]
 
 _R = TypeVar("_R")
 PAYMENTS_SCHEMA = "id BIGINT, account STRING, amount DECIMAL(18,2), event_time TIMESTAMP"
@@ -68,6 +75,24 @@ def with_retries(batches: list[list[_R]], every: int, id_of: Callable[[_R], int]
         again = [record for record in batch if id_of(record) % every == 0]
         sent[min(index + 1, len(batches) - 1)].extend(again)
     return sent
+
+
+def payment_batches(
+    count: int, batches: int, seed: int = 7, duplicate_every: int = 0
+) -> list[list[dict[str, object]]]:
+    """Payments ``1..count`` cut into ``batches`` batches in id order, as records (JSON's
+    types), every ``duplicate_every``-th sent again (``with_retries``): what prove feeds."""
+    sent = list(payments(count, seed=seed))
+    per_batch, extra = divmod(len(sent), batches)
+    cut, start = [], 0
+    for index in range(batches):
+        size = per_batch + (1 if index < extra else 0)
+        cut.append(sent[start : start + size])
+        start += size
+    return [
+        [p.as_record() for p in batch]
+        for batch in with_retries(cut, duplicate_every, lambda p: p.id)
+    ]
 
 
 def write_payment_files(
