@@ -443,3 +443,43 @@ def test_a_failed_broker_start_shows_its_log_tail(tmp_path: Path) -> None:
     assert caught.value.error_class == "SERVICE_START_FAILED"
     assert str(broker.log) in message
     assert "Address already in use" in message or "BindException" in message
+
+
+@pytest.mark.chaos
+def test_a_cdc_feed_in_kafka_into_scd_1_and_2_exactly_once(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    """jobs/customers_cdc_kafka.yaml on what ``onceflow produce --workload customers-cdc``
+    sends (changes late, some twice, an update before a delete after it), its batch 1
+    written and not committed when the job stops: after the restart the SCD 1 table holds
+    each customer's final state and the SCD 2 table every version with its interval, once,
+    as tests/test_cdc.py's plain-Python reference computes them from the generated
+    changes."""
+    from onceflow.cli import EXIT_OK, main
+    from onceflow.prove.cdc_workload import customer_changes, delivered
+    from tests.test_cdc import SCD2, as_event, exercised, final_state, history, table
+
+    topic = new_topic(kafka)
+    produce = ["produce", "--bootstrap", kafka.bootstrap, "--topic", topic]
+    feed = ["--workload", "customers-cdc", "--records", "120", "--batches", "3", "--seed", "11"]
+    assert main([*produce, *feed]) == EXIT_OK
+    changes = customer_changes(120, seed=11)
+    sent = [[as_event(c) for c in batch] for batch in delivered(changes, 3, seed=11)]
+    assert min(exercised(sent).values()) > 0, exercised(sent)
+
+    job = (
+        "jobs/customers_cdc_kafka.yaml",
+        f"source.subscribe={topic}",
+        "source.maxOffsetsPerTrigger=50",
+    )
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, job_in(*job).spec, crash=crash_at("after_write", 1))
+    spec = job_in(*job).spec
+    run_to_end(spark, spec)
+
+    customers, customer_history = (sink.location for sink in spec.sinks)
+    latest = table(spark, customers)
+    assert {(row[0], *row[3:]) for row in latest} == final_state(changes)
+    assert table(spark, customer_history) == history(sent, SCD2)
+    rows = [spark.read.format("delta").load(path).count() for path in (customers, customer_history)]
+    assert rows == [len(final_state(changes)), len(history(sent, SCD2))]  # each row once

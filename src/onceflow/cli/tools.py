@@ -42,10 +42,26 @@ def register(commands: Commands) -> None:
     )
     sample.set_defaults(handler=_sample)
 
-    produce = commands.add_parser("produce", help="write the payments workload to Kafka")
+    produce = commands.add_parser(
+        "produce", help="write the payments, or a change feed of customers, to Kafka"
+    )
     produce.add_argument("--bootstrap", required=True, help="host:port of a listener")
     produce.add_argument("--topic", required=True)
+    produce.add_argument(
+        "--workload",
+        choices=("payments", "customers-cdc"),
+        default="payments",
+        help="payments, or a change feed of customers keyed by customer_id: out of order, "
+        "some changes twice (jobs/customers_cdc_kafka.yaml reads it)",
+    )
     produce.add_argument("--records", type=positive_int, default=10_000)
+    produce.add_argument(
+        "--batches",
+        type=positive_int,
+        default=10,
+        help="customers-cdc: the feed's disorder spans this many batches' worth (a change "
+        "up to two batches late)",
+    )
     produce.add_argument("--rate", type=float, default=0.0, help="records/s; 0 = flat out")
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--first-id", type=int, default=1)
@@ -111,7 +127,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _produce(args: argparse.Namespace) -> int:
     from onceflow.config.interpolation import expand_env
     from onceflow.errors import ConfigError
-    from onceflow.prove.produce import produce_payments
+    from onceflow.prove.produce import produce_changes, produce_payments
 
     client = {}
     for item in args.client:
@@ -119,20 +135,22 @@ def _produce(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError("CONFIG_BAD_OVERRIDE", override=item, problem="expected KEY=VALUE")
         client[key] = expand_env(value, where=f"--client {key}")
-    result = produce_payments(
-        args.bootstrap,
-        args.topic,
-        args.records,
-        seed=args.seed,
-        first_id=args.first_id,
-        rate=args.rate,
-        client=client,
-        partitions=None if args.no_create_topic else args.partitions,
-    )
+    partitions = None if args.no_create_topic else args.partitions
+    common = {"seed": args.seed, "rate": args.rate, "client": client, "partitions": partitions}
+    if args.workload == "customers-cdc":
+        result = produce_changes(
+            args.bootstrap, args.topic, args.records, batches=args.batches, **common
+        )
+        what = f"{args.records} customer change(s) as {result.records} message(s)"
+    else:
+        result = produce_payments(
+            args.bootstrap, args.topic, args.records, first_id=args.first_id, **common
+        )
+        what = f"{result.records} payment(s)"
     if result.created_topic:
         print(f"created topic {args.topic} ({args.partitions} partition(s))")
     print(
-        f"produced {result.records} payment(s) to {args.topic} in {result.seconds:.2f}s "
+        f"produced {what} to {args.topic} in {result.seconds:.2f}s "
         f"({result.records_per_second:,.0f} records/s)"
     )
     return EXIT_OK
