@@ -191,3 +191,15 @@ def test_prove_report_png(tmp_path: Path) -> None:
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     to_png([_row("exactly-once", "before_write")], tmp_path / "zeros.png")
     assert (tmp_path / "zeros.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_guarantees_notebook_shows_one_customers_history_across_a_kill(ran: Path) -> None:
+    """The CDC section: the customer whose change arrives after the kill has no version at
+    its sequence in the history the kill left, and after the restart exactly the versions
+    the changes imply (recomputed by the notebook in plain Python), that one spliced in."""
+    shown = json.loads((ran / "guarantees" / "cdc_history.json").read_text())
+    starts = {name: [v["__start_at"] for v in shown[name]] for name in ("before", "after")}
+    assert shown["late"] not in starts["before"], shown
+    assert shown["late"] in starts["after"], shown
+    assert shown["after"] == shown["expected"], shown
+    assert len(starts["after"]) == len(set(starts["after"]))  # no version twice
