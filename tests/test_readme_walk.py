@@ -49,6 +49,10 @@ NOT_AS_WRITTEN = {
     ),
     # 48 scenarios: what make would run, printed (make -n)
     "make prove ": "make -n prove ",
+    # a CDC job's matrix, a quarter of an hour: checked and planned, nothing started
+    "prove jobs/customers_cdc.yaml --env test --random-kills 2": (
+        "prove jobs/customers_cdc.yaml --env test --random-kills 2 --plan"
+    ),
 }
 
 #: What a block's output must hold, by a command the block has: the README's own claims.
