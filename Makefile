@@ -182,9 +182,11 @@ check: venv jars lint ## the fast tier: lint, then the tests that need no servic
 
 # the slowest tests are listed at the end of every run, CI's included. Two workers
 # (pytest-xdist), each taking whole modules (a module's fixtures are set up once): most
-# tests wait on a JVM starting or a killed job restarting, so two overlap well on 2 cores
+# tests wait on a JVM starting or a killed job restarting, so two overlap well on 2 cores.
+# The longest modules are collected first (tests/conftest.py LONGEST_FIRST), and kept in
+# that order: xdist's default puts the modules with the most tests first instead
 PYTEST_WORKERS ?= 2
-PYTEST_ARGS ?= --durations=20 -n $(PYTEST_WORKERS) --dist loadscope
+PYTEST_ARGS ?= --durations=20 -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test-only: ## the pytest suite alone (assumes setup)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
