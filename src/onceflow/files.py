@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["CheckpointFiles", "is_local_path"]
+__all__ = ["CheckpointFiles", "is_local_path", "write_for_a_file_source"]
 
 # hadoop-aws's createFile() option that turns a create into a PUT with If-None-Match: *
 _S3A_CONDITIONAL_CREATE = "fs.option.create.conditional.overwrite"
@@ -43,6 +45,24 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 def is_local_path(path: str) -> bool:
     """True for a path on the driver's own disk: no scheme, or ``file:``."""
     return path.startswith("file:") or not _SCHEME.match(path)
+
+
+def write_for_a_file_source(files: Sequence[tuple[Path, str]]) -> list[Path]:
+    """Write each (path, text) on the local disk for a streaming file source to read, in
+    the order given: each under a hidden name renamed into place, so a source already
+    watching never reads half a file; their modification times a second apart, oldest
+    first, since a file source takes the oldest first and files written within the same
+    millisecond come in no set order."""
+    written: list[Path] = []
+    for target, text in files:
+        hidden = target.parent / f".{target.name}.tmp"
+        hidden.write_text(text, encoding="utf-8")
+        os.replace(hidden, target)
+        written.append(target)
+    start = time.time() - len(written)
+    for index, target in enumerate(written):
+        os.utime(target, (start + index, start + index))
+    return written
 
 
 def _temporary(name: str) -> str:

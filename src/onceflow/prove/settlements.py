@@ -18,14 +18,13 @@ choices: a test reads the lines back.
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from onceflow.files import write_for_a_file_source
 from onceflow.prove.workload import payments
 
 __all__ = ["SETTLEMENTS_SCHEMA", "Settlement", "write_settlement_files"]
@@ -99,15 +98,9 @@ def write_settlement_files(
         json.dumps({"payment_id": 2, "settled_at": "soon", "fee": "0.10"}),
         json.dumps({"settled_at": "2026-01-01T00:00:05.000000Z", "fee": "0.10"}),
     ]
-    written: list[Path] = []
-    for index, lines in enumerate(contents):
-        target_path = folder / f"settlements-{index:05d}.json"
-        hidden = folder / f".{target_path.name}.tmp"
-        hidden.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(hidden, target_path)
-        written.append(target_path)
-    # a file source takes the oldest first: a second apart, in file order
-    now = time.time() - len(written)
-    for index, target_path in enumerate(written):
-        os.utime(target_path, (now + index, now + index))
-    return written
+    return write_for_a_file_source(
+        [
+            (folder / f"settlements-{index:05d}.json", "".join(line + "\n" for line in lines))
+            for index, lines in enumerate(contents)
+        ]
+    )

@@ -8,15 +8,15 @@ check an aggregate sink against.
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
+
+from onceflow.files import write_for_a_file_source
 
 __all__ = [
     "PAYMENTS_SCHEMA",
@@ -125,16 +125,10 @@ def write_payment_files(
     for index in range(files):
         size = per_file + (1 if index < extra else 0)
         contents.append([next(records) for _ in range(size)])
-    written: list[Path] = []
-    for index, lines in enumerate(with_retries(contents, duplicate_every, lambda p: p.id)):
-        target = folder / f"payments-{index:05d}.json"
-        hidden = folder / f".{target.name}.tmp"
-        hidden.write_text("".join(p.to_json() + "\n" for p in lines), encoding="utf-8")
-        os.replace(hidden, target)
-        written.append(target)
-    # a file source takes the oldest files first, and files written within the same
-    # millisecond come in no set order: give them a second each, oldest first
-    start = time.time() - len(written)
-    for index, target in enumerate(written):
-        os.utime(target, (start + index, start + index))
-    return written
+    sent = with_retries(contents, duplicate_every, lambda p: p.id)
+    return write_for_a_file_source(
+        [
+            (folder / f"payments-{index:05d}.json", "".join(p.to_json() + "\n" for p in lines))
+            for index, lines in enumerate(sent)
+        ]
+    )

@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from onceflow.errors import ConfigError
+from onceflow.files import write_for_a_file_source
 from onceflow.sources.files import FileFormat, FileSourceSpec
 
 __all__ = ["write_batches"]
@@ -37,16 +36,12 @@ def write_batches(
     folder = place / "input"
     folder.mkdir(parents=True, exist_ok=True)
     columns = [part.strip().split()[0].strip("`") for part in spec.schema_ddl.split(",")]
-    written = []
-    for index, records in enumerate(batches):
-        target = folder / f"batch-{index:05d}.{spec.format.value}"
-        hidden = folder / f".{target.name}.tmp"
-        hidden.write_text(_lines(spec, columns, records), encoding="utf-8")
-        os.replace(hidden, target)
-        written.append(target)
-    start = time.time() - len(written)
-    for index, target in enumerate(written):
-        os.utime(target, (start + index, start + index))
+    write_for_a_file_source(
+        [
+            (folder / f"batch-{index:05d}.{spec.format.value}", _lines(spec, columns, records))
+            for index, records in enumerate(batches)
+        ]
+    )
     return [f"source.path={folder}", "source.max_files_per_trigger=1"]
 
 
