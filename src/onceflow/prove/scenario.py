@@ -36,8 +36,10 @@ from onceflow.errors import ConfigError
 from onceflow.prove.cdc_expect import cdc_sinks
 from onceflow.prove.cdc_workload import change_batches
 from onceflow.prove.crash import CrashPoint
+from onceflow.prove.joins import stream_join_range
 from onceflow.prove.processes import JobProcesses, JobRun
 from onceflow.prove.promises import PROMISES, promise_held
+from onceflow.prove.settlements import write_settlement_files
 from onceflow.prove.verify import Delivery, measure_delivery
 from onceflow.prove.workload import payment_batches
 
@@ -205,7 +207,28 @@ class Scenario:
         workload = change_batches if cdc_sinks(spec) else payment_batches
         records = workload(s.records, s.batches, s.seed, s.duplicate_every)
         overrides: list[str] = load_reference(feed)(spec.source, records, self.root)
-        return overrides
+        return overrides + self._feed_joined_stream(spec)
+
+    def _feed_joined_stream(self, spec: JobSpec) -> list[str]:
+        """A stream join's second source gets the payments' settlements, a file per batch
+        (and one more: the settlements carried past the last payments); the overrides that
+        point the join there."""
+        found = stream_join_range(spec, str(self.settings.job_file))
+        if found is None:
+            return []
+        s, other = self.settings, spec.join.stream if spec.join is not None else None
+        if other is None or other.source.kind != "files":
+            raise ConfigError(
+                "CONFIG_UNSUPPORTED",
+                file=str(s.job_file),
+                problem="onceflow prove feeds a stream join's settlements to a files source",
+            )
+        folder = self.root / "join-input"
+        write_settlement_files(folder, s.records, s.batches, seed=s.seed, within=found[1])
+        return [
+            f"join.stream.source.path={folder}",
+            "join.stream.source.max_files_per_trigger=1",
+        ]
 
     def _own_tables(self, spec: JobSpec) -> list[str]:
         """Sinks whose kind says so get a copy of their own per scenario (a database table

@@ -9,6 +9,8 @@ The expectation comes from the workload generator in plain Python.
 - ``lost`` = expected ids that are not there;
 - ``duplicated`` = rows - distinct ids (a row per extra copy of any id);
 - ``unexpected`` = distinct ids that were never sent;
+- for a stream-joined job (``onceflow.prove.joins``), the payments with a settlement in
+  range (``how: inner``) are the expected ids, and an id joined without one is ``wrong``;
 - for a CDC sink (``onceflow.prove.cdc_expect``), rows as records: its SCD 1 rows or SCD 2
   versions lost, repeated, and ``wrong`` (present, but not as the changes imply);
 - for an aggregate sink (``account``, ``balance``, optionally a ``payments`` count): the
@@ -27,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from onceflow.config import JobSpec, PostgresConnection, SinkSpec, kinds
 from onceflow.prove.cdc_expect import cdc_sinks, measure_cdc
+from onceflow.prove.joins import joined_ids
 from onceflow.prove.windows import measure_windows
 from onceflow.prove.workload import payments
 
@@ -174,7 +177,8 @@ def balance_drift(spark: SparkSession, kind: str, location: str, count: int, see
 def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) -> Delivery:
     """Read every sink of ``spec`` and compare it with payments ``1..count`` of ``seed``,
     or, for a CDC sink, with changes ``1..count`` of the customers feed of ``seed``."""
-    wanted = range(1, count + 1)
+    # every payment, or for a stream join those joined (all of them in a left join)
+    wanted = joined_ids(spec, count, seed)
     delivered = lost = duplicated = under = over = 0
     drift: Decimal | None = None
     wrong: int | None = None
@@ -203,10 +207,13 @@ def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) 
         elif "id" in frame.columns:
             found = tally([row[0] for row in frame.select("id").collect()], wanted)
             record_sinks += 1
-            expected_rows += count
+            expected_rows += len(wanted)
             delivered += found.delivered
             lost += found.lost
             duplicated += found.duplicated
+            if spec.join is not None and spec.join.stream is not None:
+                # a payment joined that had no settlement in range: a wrong pair
+                wrong = (wrong or 0) + found.unexpected
         elif {"account", "balance"} <= set(frame.columns):
             aggregate = drift_of(frame, expected_balances(count, seed))
             drift = (drift or Decimal(0)) + aggregate.total
