@@ -11,12 +11,12 @@ hold is computed from these changes by the verifier, never by the sink.
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from onceflow.files import write_for_a_file_source
 
 __all__ = [
     "CUSTOMER_CHANGES_SCHEMA",
@@ -153,11 +153,10 @@ def write_cdc_files(
         raise ValueError(f"need files >= 1 and count >= 0, got files={files}, count={count}")
     folder.mkdir(parents=True, exist_ok=True)
     sent = delivered(customer_changes(count, customers, seed), files, seed)
-    start = time.time() - files
-    for index, batch in enumerate(sent):
-        target = folder / f"changes-{index:05d}.json"
-        hidden = folder / f".{target.name}.tmp"
-        hidden.write_text("".join(change.to_json() + "\n" for change in batch), encoding="utf-8")
-        os.replace(hidden, target)
-        os.utime(target, (start + index, start + index))
+    write_for_a_file_source(
+        [
+            (folder / f"changes-{index:05d}.json", "".join(c.to_json() + "\n" for c in batch))
+            for index, batch in enumerate(sent)
+        ]
+    )
     return sent
