@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from onceflow.files import write_for_a_file_source
-from onceflow.prove.workload import payments
+from onceflow.prove.workload import in_parts, payments
 
 __all__ = ["SETTLEMENTS_SCHEMA", "Settlement", "write_settlement_files"]
 
@@ -68,14 +68,9 @@ def write_settlement_files(
         raise ValueError(f"need files >= 1 and count >= 0, got files={files}, count={count}")
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed * 7_919 + 1)  # noqa: S311 - a reproducible workload
-    every = list(payments(count, seed=seed))
-    per_file, extra = divmod(count, files)
     contents: list[list[str]] = [[] for _ in range(files + 1)]
-    start = 0
     millis = int(within.total_seconds() * 1000)
-    for index in range(files):
-        chunk = every[start : start + per_file + (1 if index < extra else 0)]
-        start += len(chunk)
+    for index, chunk in enumerate(in_parts(list(payments(count, seed=seed)), files)):
         last = max((p.event_time for p in chunk), default=None)
         for payment in chunk:
             fate = rng.random()

@@ -21,6 +21,7 @@ from onceflow.files import write_for_a_file_source
 __all__ = [
     "PAYMENTS_SCHEMA",
     "Payment",
+    "in_parts",
     "payment_batches",
     "payments",
     "with_retries",
@@ -77,18 +78,24 @@ def with_retries(batches: list[list[_R]], every: int, id_of: Callable[[_R], int]
     return sent
 
 
+def in_parts(items: list[_R], parts: int) -> list[list[_R]]:
+    """``items`` in order, cut into ``parts`` runs whose lengths differ by one at most (the
+    longer first): how the payments are spread over files or batches."""
+    size, extra = divmod(len(items), parts)
+    cut, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        cut.append(items[start:end])
+        start = end
+    return cut
+
+
 def payment_batches(
     count: int, batches: int, seed: int = 7, duplicate_every: int = 0
 ) -> list[list[dict[str, object]]]:
     """Payments ``1..count`` cut into ``batches`` batches in id order, as records (JSON's
     types), every ``duplicate_every``-th sent again (``with_retries``): what prove feeds."""
-    sent = list(payments(count, seed=seed))
-    per_batch, extra = divmod(len(sent), batches)
-    cut, start = [], 0
-    for index in range(batches):
-        size = per_batch + (1 if index < extra else 0)
-        cut.append(sent[start : start + size])
-        start += size
+    cut = in_parts(list(payments(count, seed=seed)), batches)
     return [
         [p.as_record() for p in batch]
         for batch in with_retries(cut, duplicate_every, lambda p: p.id)
@@ -119,12 +126,7 @@ def write_payment_files(
             f"count={count}, duplicate_every={duplicate_every}"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    records = payments(count, seed=seed, accounts=accounts)
-    per_file, extra = divmod(count, files)
-    contents: list[list[Payment]] = []
-    for index in range(files):
-        size = per_file + (1 if index < extra else 0)
-        contents.append([next(records) for _ in range(size)])
+    contents = in_parts(list(payments(count, seed=seed, accounts=accounts)), files)
     sent = with_retries(contents, duplicate_every, lambda p: p.id)
     return write_for_a_file_source(
         [
