@@ -209,15 +209,15 @@ def batch_function(
     """What the pipeline does to each batch's good rows: the ``join`` (at the table's
     version recorded for the batch), then ``transform.batch_python``; None for neither."""
     join, reference = spec.join, spec.transform.batch_python
-    if join is not None and join.table is None:
-        join = None  # a stream join runs in the stream (onceflow.stream), not per batch
-    if join is None and reference is None:
+    # a stream join runs in the stream (onceflow.stream), not per batch
+    table = join.table if join is not None else None
+    if table is None and reference is None:
         return None
-    versions = JoinVersions(spark, spec.checkpoint) if join is not None else None
+    versions = JoinVersions(spark, spec.checkpoint) if table is not None else None
 
     def shape(good: DataFrame, batch_id: int) -> DataFrame:
-        if join is not None and versions is not None:
-            good = join_table(good, join, versions.version_for(batch_id, join.table or ""))
+        if join is not None and table is not None and versions is not None:
+            good = join_table(good, join, versions.version_for(batch_id, table))
         if reference is not None:
             good = apply_batch_python(good, batch_id, reference, spec.name)
         return good

@@ -35,7 +35,7 @@ from onceflow.transforms import (
     join_stream,
 )
 
-__all__ = ["job_stream", "other_stream", "shaped_stream", "typed_stream"]
+__all__ = ["job_stream", "joinable", "other_stream", "shaped_stream", "typed_stream"]
 
 _INTERNAL = "_onceflow_"
 
@@ -64,8 +64,7 @@ def shaped_stream(frame: DataFrame, spec: JobSpec) -> DataFrame:
         # a stream join has both watermarks: the config rules refuse it otherwise
         other = other_stream(frame.sparkSession, spec)
         apart.append(_set_apart(other.where(F.col(ERROR).isNotNull()), None))
-        other = other.where(F.col(ERROR).isNull())
-        other = other.drop(*[c for c in other.columns if c.startswith(_INTERNAL)])
+        other = joinable(other)
         if join.stream.watermark is not None:
             other = other.withWatermark(join.stream.watermark.column, join.stream.watermark.delay)
         frame = join_stream(frame, other, join, watermark.column)
@@ -111,6 +110,12 @@ def other_stream(spark: SparkSession, spec: JobSpec) -> DataFrame:
             F.col(f"`{name}`").isNull(), F.lit(f"'{name}' is NULL: the join can match nothing")
         ).otherwise(reason)
     return frame.withColumn(ERROR, reason)
+
+
+def joinable(other: DataFrame) -> DataFrame:
+    """The rows of ``other_stream`` that can join, without onceflow's own columns."""
+    other = other.where(F.col(ERROR).isNull())
+    return other.drop(*[c for c in other.columns if c.startswith(_INTERNAL)])
 
 
 def job_stream(spark: SparkSession, spec: JobSpec, stage: QualityStage | None = None) -> DataFrame:

@@ -18,7 +18,7 @@ from onceflow.config.documents import KeyPath
 from onceflow.errors import TransformError, first_line
 from onceflow.quality import ERROR, QualityStage
 from onceflow.session import analysis_failure
-from onceflow.stream import other_stream, typed_stream
+from onceflow.stream import joinable, other_stream, typed_stream
 from onceflow.transforms import (
     apply_aggregate,
     apply_python,
@@ -115,8 +115,7 @@ def _join_problems(
             path = {"path": join.stream.source.location}
             return [("CONFIG_INPUT_MISSING", (*source, "path"), path)]
         return [("CONFIG_SOURCE_UNREADABLE", source, {"reason": reason})]
-    other = other.where(F.col(ERROR).isNull())
-    other = other.drop(*[c for c in other.columns if c.startswith("_onceflow_")])
+    other = joinable(other)
     mine, theirs = dict(stream.dtypes), dict(other.dtypes)
     found: list[Problem] = []
     for index, (this, that) in enumerate(join.key_pairs):

@@ -216,7 +216,7 @@ class Scenario:
         found = stream_join_range(spec, str(self.settings.job_file))
         if found is None:
             return []
-        s, other = self.settings, spec.join.stream if spec.join is not None else None
+        s, other = self.settings, spec.stream_join
         if other is None or other.source.kind != "files":
             raise ConfigError(
                 "CONFIG_UNSUPPORTED",

@@ -211,7 +211,7 @@ def measure_delivery(spark: SparkSession, spec: JobSpec, count: int, seed: int) 
             delivered += found.delivered
             lost += found.lost
             duplicated += found.duplicated
-            if spec.join is not None and spec.join.stream is not None:
+            if spec.stream_join is not None:
                 # a payment joined that had no settlement in range: a wrong pair
                 wrong = (wrong or 0) + found.unexpected
         elif {"account", "balance"} <= set(frame.columns):

@@ -97,7 +97,9 @@ class Ledger:
             raise SettingChanged("keys", str(keys_had), str(list(self._cdc.keys)))
         scd_had = 2 if self.DELETES in have.fieldNames() else 1
         if scd_had != self._cdc.stored_as_scd_type:
-            raise SettingChanged("stored_as_scd_type", str(scd_had), str(2 if scd_had == 1 else 1))
+            raise SettingChanged(
+                "stored_as_scd_type", str(scd_had), str(self._cdc.stored_as_scd_type)
+            )
         had, now = have[self.SEQUENCE].dataType, want[self.SEQUENCE].dataType
         if had != now:
             raise SettingChanged("sequence_by", had.simpleString(), now.simpleString())
