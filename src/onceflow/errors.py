@@ -79,6 +79,27 @@ MESSAGES: dict[str, str] = {
     "Check the user and the password variable connections.{connection}.password names",
     "SINK_TYPE_UNSUPPORTED": "job '{job}': sink '{sink}': column '{column}' has Spark type "
     "{spark_type}, which has no PostgreSQL mapping; cast it in the sink's query",
+    # the Kafka sink under exactly-once (onceflow.sinks.kafka)
+    "KAFKA_SINK_NO_TRANSACTIONS": "job '{job}': sink '{sink}': the broker at {bootstrap} "
+    "cannot run a transaction for it: {cause}. Exactly-once into Kafka needs transactional "
+    "ids: a broker that can keep its transaction log (transaction.state.log.replication.factor "
+    "no more than its brokers) and, with an authorizer, WRITE on the TransactionalId "
+    "'onceflow.' prefix for the job's user",
+    "KAFKA_SINK_TIMEOUT_TOO_LONG": "job '{job}': sink '{sink}': "
+    "kafka.transaction.timeout.ms={timeout} is above the broker's transaction.max.timeout.ms "
+    "({maximum}); lower it, or raise the broker's maximum",
+    "KAFKA_SINK_PARTITIONS_CHANGED": "job '{job}': sink '{sink}': partitions is {now}, but "
+    "the checkpoint {checkpoint} recorded {recorded}; a replayed batch would be cut into "
+    "other parts and written again. Keep partitions: {recorded}, or start over with a new "
+    "checkpoint",
+    "KAFKA_SINK_CONTROL_TOPIC": "job '{job}': sink '{sink}': control topic '{topic}': "
+    "{problem}",
+    "KAFKA_SINK_MARKERS_LOST": "job '{job}': sink '{sink}': the control topic '{topic}' no "
+    "longer holds the markers of batches this checkpoint committed ({missing}): it was "
+    "deleted or truncated. Without them a replayed batch would be written again, so the job "
+    "refuses to start. Restore the topic, or start over with a new checkpoint",
+    "KAFKA_SINK_PART_FAILED": "job '{job}': sink '{sink}' batch {batch_id} part {part}: "
+    "{cause}",
     # quality: parsing, expectations, quarantine
     "QUALITY_EXPECTATION_FAILED": "job '{job}': batch {batch_id}: {count} row(s) break {rule}; "
     "the query stops before writing anything of the batch. A sample row: {sample}",

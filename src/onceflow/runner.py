@@ -109,6 +109,9 @@ def build_pipeline(
     outputs = list(outputs) if outputs is not None else build_outputs(spec)
     identity = resolve_app_id(spark, spec.checkpoint)
     check_foreign_sinks(spark, spec, identity, outputs)
+    position = checkpoint_position(spark, spec.checkpoint)
+    for output in outputs:
+        output.check_resume(spark, identity.app_id, position.last_committed)
     sinks: Sequence[Sink] = outputs[: len(spec.sinks)]
     quarantine = outputs[len(spec.sinks) :]
     if instrument is not None:
@@ -127,7 +130,7 @@ def build_pipeline(
         stage=stage if stage is not None else QualityStage.for_job(spec),
         quarantine=quarantine[0] if quarantine else None,
         retries=spec.retries,
-        replay_of=checkpoint_position(spark, spec.checkpoint).in_flight,
+        replay_of=position.in_flight,
         lease=lease,
         shape=batch_function(spark, spec),
     )

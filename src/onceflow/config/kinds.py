@@ -58,6 +58,7 @@ BUILTIN_SINKS = (
     "onceflow.sinks.delta:SINK",
     "onceflow.sinks.parquet:SINK",
     "onceflow.sinks.postgres:SINK",
+    "onceflow.sinks.kafka:SINK",
 )
 
 

@@ -12,7 +12,9 @@ Points, for batch N:
 - ``before_write``: before anything of batch N (before the at-most-once claim too).
 - ``mid_write``: after the first of several sinks; with a single sink, inside its write
   job, in the last partition's task, so other tasks may have written their files (the
-  quarantine table, written last, is not counted among the sinks).
+  quarantine table, written last, is not counted among the sinks); for a sink that commits
+  part by part (Kafka's transactions), in its last part's task with the part's records
+  produced and its transaction open, while the other parts commit.
 - ``after_write``: every output written, Spark's commit of N not yet.
 - ``after_commit``: Spark has written ``commits/N``; fires as batch N+1 begins, before
   anything of it is written.
@@ -161,10 +163,39 @@ class _CrashingSink:
     def write(self, batch: DataFrame, context: BatchContext) -> None:
         plan, batch_id = self._plan, context.batch_id
         if self._count == 1 and plan.fires(CrashPoint.MID_WRITE, batch_id):
+            if hasattr(self._sink, "part_fault"):  # a sink that commits part by part
+                self._write_crashing_in_a_part(batch, context)
+                return
             batch = plan.poison(batch)
         self._sink.write(batch, context)
         if self._index == 0 and self._count > 1:
             plan.crash_if(CrashPoint.MID_WRITE, batch_id)
+
+    def _write_crashing_in_a_part(self, batch: DataFrame, context: BatchContext) -> None:
+        """The write, crashing in its last part's task once that part's records are produced
+        and before it commits, while the other parts commit or have committed (the Kafka
+        sink's transactions)."""
+        sink: Any = self._sink
+        sink.part_fault = _PartCrash(self._plan.action, self._plan.point, context.batch_id,
+                                     os.getpgid(0))  # fmt: skip
+        try:
+            sink.write(batch, context)
+        finally:
+            sink.part_fault = None
+
+
+@dataclass(frozen=True)
+class _PartCrash:
+    """Crash in the task of a sink's last part (pickled to the executors)."""
+
+    action: Action
+    point: CrashPoint
+    batch_id: int
+    group: int
+
+    def __call__(self, part: int, partitions: int) -> None:
+        if part == partitions - 1:
+            _crash(self.action, self.point, self.batch_id, self.group)
 
 
 def _action(text: str) -> Action:

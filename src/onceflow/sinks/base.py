@@ -82,6 +82,11 @@ class BatchSink:
         """Called once before the query starts; raises when the sink cannot be written.
         File sinks are checked with the checkpoint's storage (``storage.check_storage``)."""
 
+    def check_resume(self, spark: SparkSession, app_id: str, last_committed: int | None) -> None:
+        """Called before the first batch with the checkpoint's app id and its last committed
+        batch; raises when the sink lost the marks a replay would be guarded by (nothing to
+        check by default: Delta, Parquet and PostgreSQL keep theirs with the data)."""
+
     def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
         """App id -> the highest batch id that app wrote here, from the marks the sink
         keeps (Delta's commit markers and transaction ids, the database ledger, Parquet's
