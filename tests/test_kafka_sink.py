@@ -1,0 +1,233 @@
+"""The Kafka sink against the real local broker: exactly-once across crashes (counted by a
+plain read_committed consumer), at-least-once's duplicates, the refusals, the checkpoint's
+record of K, a lost control topic, and status from the markers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from onceflow.errors import ConfigError, SinkError
+from onceflow.prove.produce import produce_payments
+from onceflow.testing.services import LocalKafka
+from tests.conftest import JobLoader
+from tests.streaming import crash_at, run_to_end
+
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+
+JOB = "jobs/payments_to_kafka.yaml"
+_names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def bootstrap_env(kafka: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka.bootstrap)
+
+
+def topics(kafka: LocalKafka, records: int = 0) -> tuple[str, str]:
+    """A new source topic holding payments 1..records, and a new name for the output."""
+    stamp = f"{next(_names)}-{int(time.time() * 1000)}"
+    source = f"sink-in-{stamp}"
+    kafka.create_topic(source, partitions=3)
+    if records:
+        produce_payments(kafka.bootstrap, source, records)
+    output = f"sink-out-{stamp}"
+    kafka.create_topic(output, partitions=3)
+    return source, output
+
+
+def committed_values(kafka: LocalKafka, topic: str) -> list[dict[str, Any]]:
+    """Every record value of ``topic`` as a read_committed consumer sees it: the plain
+    client, not onceflow's code."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"check-{topic}",
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        values, ended = [], 0
+        while ended < len(partitions):
+            message = consumer.poll(10)
+            assert message is not None, f"no end of {topic} in sight"
+            if message.error():
+                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+                ended += 1
+                continue
+            values.append(json.loads(message.value()))
+        return values
+    finally:
+        consumer.close()
+
+
+def job(source: str, output: str, *overrides: str) -> tuple[str, ...]:
+    """The Kafka -> Kafka job from ``source`` to ``output``, its markers in ``<output>.markers``."""
+    return (JOB, f"source.subscribe={source}", "source.maxOffsetsPerTrigger=40",
+            f"sinks[0].topic={output}", f"sinks[0].control_topic={output}.markers", *overrides)  # fmt: skip
+
+
+# (overrides, crash point, action)
+CASES = {
+    "exactly-once/mid_write": ((), "mid_write"),
+    "exactly-once/after_write": ((), "after_write"),
+    "at-least-once/after_write": (
+        ("guarantee=at-least-once", "sinks[0].partitions=null", "sinks[0].control_topic=null"),
+        "after_write",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kafka_to_kafka_across_a_crash(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, case: str
+) -> None:
+    overrides, point = CASES[case]
+    source, output = topics(kafka, 120)
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        run_to_end(spark, job_in(*job(source, output, *overrides)).spec, crash=crash_at(point, 1))
+    run_to_end(spark, job_in(*job(source, output, *overrides)).spec)
+
+    ids = Counter(value["id"] for value in committed_values(kafka, output))
+    lost = set(range(1, 121)) - set(ids)
+    duplicated = sum(count - 1 for count in ids.values())
+    if case.startswith("exactly-once"):
+        assert (len(lost), duplicated) == (0, 0), (lost, ids.most_common(3))
+    else:  # batch 1 (at most 40 records) produced twice, nothing lost
+        assert not lost and 0 < duplicated <= 40, (lost, duplicated)
+
+
+def test_records_carry_the_key_value_and_headers_asked_for(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    source, output = topics(kafka, 30)
+    run_to_end(spark, job_in(*job(source, output)).spec)
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "h",
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.assign([TopicPartition(output, p, 0) for p in range(3)])
+    messages = []
+    while len(messages) < 30:
+        message = consumer.poll(10)
+        assert message is not None
+        messages.append(message)
+    consumer.close()
+    for message in messages:
+        value = json.loads(message.value())
+        assert message.key().decode() == value["account"]
+        assert set(value) == {"id", "account", "amount", "event_time", "cents", "size"}
+        assert value["cents"] == round(float(value["amount"]) * 100)
+        ((name, origin),) = message.headers()
+        assert name == "source_offset" and origin.decode().count(":") == 1
+    # Java's partitioner for keyed records (murmur2): one account, one partition
+    partitions_of: dict[str, set[int]] = {}
+    for message in messages:
+        partitions_of.setdefault(message.key().decode(), set()).add(message.partition())
+    assert all(len(found) == 1 for found in partitions_of.values())
+
+
+REFUSED = {
+    "acks": ('sinks[0].options["kafka.acks"]=1', "acks=1"),
+    "transactional id": ('sinks[0].options["kafka.transactional.id"]=mine', "set by onceflow"),
+    "idempotence off": ('sinks[0].options["kafka.enable.idempotence"]=false', "idempotent"),
+    "in flight": ('sinks[0].options["kafka.max.in.flight.requests.per.connection"]=6', "at most 5"),
+    "retries": ('sinks[0].options["kafka.retries"]=0', "retries=0"),
+    "no partitions": ("sinks[0].partitions=null", "needs partitions"),
+    "two topics": ("sinks[0].topic_column=topic", "exactly one of topic and topic_column"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_settings_that_break_the_guarantee_are_refused(job_in: JobLoader, case: str) -> None:
+    override, why = REFUSED[case]
+    with pytest.raises(ConfigError, match=why) as caught:
+        job_in(JOB, override)
+    assert "'sinks[0]" in str(caught.value)  # the key it is about
+
+
+def test_a_transaction_timeout_above_the_brokers_maximum_is_refused(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    source, output = topics(kafka)
+    # the broker's default maximum is 15 minutes
+    spec = job_in(
+        *job(source, output, 'sinks[0].options["kafka.transaction.timeout.ms"]=3600000')
+    ).spec
+    with pytest.raises(SinkError, match="KAFKA_SINK_TIMEOUT_TOO_LONG") as caught:
+        run_to_end(spark, spec)
+    assert "3600000" in str(caught.value) and "900000" in str(caught.value)
+
+
+def test_changing_the_parts_of_a_checkpoint_is_refused(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    source, output = topics(kafka, 40)
+    run_to_end(spark, job_in(*job(source, output)).spec)
+    with pytest.raises(SinkError, match="KAFKA_SINK_PARTITIONS_CHANGED") as caught:
+        run_to_end(spark, job_in(*job(source, output, "sinks[0].partitions=2")).spec)
+    assert "recorded 4" in str(caught.value)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_a_control_topic_that_lost_its_markers_stops_the_start(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, how: str
+) -> None:
+    from confluent_kafka import TopicPartition
+
+    source, output = topics(kafka, 80)
+    spec = job_in(*job(source, output)).spec
+    run_to_end(spark, spec)
+    control = f"{output}.markers"
+    admin = kafka.admin()
+    if how == "deleted":
+        admin.delete_topics([control])[control].result(30)
+    else:  # retention put on it, and every record before the end gone, as it would delete
+        kafka.set_topic_config(control, {"cleanup.policy": "compact,delete"})
+        ends = {p: admin_end(kafka, control, p) for p in range(4)}
+        futures = admin.delete_records([TopicPartition(control, p, end) for p, end in ends.items()])
+        for future in futures.values():
+            future.result(30)
+    produce_payments(kafka.bootstrap, source, 40, first_id=81)
+    with pytest.raises(SinkError, match="KAFKA_SINK_MARKERS_LOST") as caught:
+        run_to_end(spark, job_in(*job(source, output)).spec)
+    assert control in str(caught.value)
+    # nothing more was written
+    assert len(committed_values(kafka, output)) == 80
+
+
+def admin_end(kafka: LocalKafka, topic: str, partition: int) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "ends"})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1])
+    finally:
+        consumer.close()
+
+
+def test_the_markers_say_how_far_each_part_got(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, tmp_path: Path
+) -> None:
+    from onceflow.sinks.base import build_sink
+
+    source, output = topics(kafka, 120)
+    spec = job_in(*job(source, output)).spec
+    run_to_end(spark, spec)
+    sink: Any = build_sink(spec, spec.sinks[0])
+    app_id = (Path(spec.checkpoint) / "onceflow" / "app_id").read_text().strip()
+    last = max(
+        int(name) for name in os.listdir(Path(spec.checkpoint) / "commits") if name.isdigit()
+    )
+    assert last >= 2  # 120 records, 40 a batch
+    assert sink.part_marks(spark) == {app_id: dict.fromkeys(range(4), last)}
+    assert sink.batch_marks(spark) == {app_id: last}
