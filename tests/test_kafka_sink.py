@@ -71,8 +71,14 @@ def committed_values(kafka: LocalKafka, topic: str) -> list[dict[str, Any]]:
 
 def job(source: str, output: str, *overrides: str) -> tuple[str, ...]:
     """The Kafka -> Kafka job from ``source`` to ``output``, its markers in ``<output>.markers``."""
-    return (JOB, f"source.subscribe={source}", "source.maxOffsetsPerTrigger=40",
-            f"sinks[0].topic={output}", f"sinks[0].control_topic={output}.markers", *overrides)  # fmt: skip
+    return (
+        JOB,
+        f"source.subscribe={source}",
+        "source.maxOffsetsPerTrigger=40",
+        f"sinks[0].topic={output}",
+        f"sinks[0].control_topic={output}.markers",
+        *overrides,
+    )
 
 
 # (overrides, crash point, action)
@@ -82,7 +88,7 @@ CASES = {
     "at-least-once/after_write": (
         ("guarantee=at-least-once", "sinks[0].partitions=null", "sinks[0].control_topic=null"),
         "after_write",
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -113,8 +119,10 @@ def test_records_carry_the_key_value_and_headers_asked_for(
 
     source, output = topics(kafka, 30)
     run_to_end(spark, job_in(*job(source, output)).spec)
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "h",
-                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap, "group.id": "h",
+         "isolation.level": "read_committed", "auto.offset.reset": "earliest"}
+    )  # fmt: skip
     consumer.assign([TopicPartition(output, p, 0) for p in range(3)])
     messages = []
     while len(messages) < 30:
