@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from onceflow.errors import ConfigError, SinkError
 from onceflow.prove.produce import produce_payments
+from onceflow.status import job_status, render_status
 from onceflow.testing.services import LocalKafka
 from tests.conftest import JobLoader
 from tests.streaming import crash_at, run_to_end
@@ -99,9 +100,18 @@ def test_kafka_to_kafka_across_a_crash(
 ) -> None:
     overrides, point = CASES[case]
     source, output = topics(kafka, 120)
+    crashing = job_in(*job(source, output, *overrides)).spec
     with pytest.raises(Exception, match="CRASH_INJECTED"):
-        run_to_end(spark, job_in(*job(source, output, *overrides)).spec, crash=crash_at(point, 1))
+        run_to_end(spark, crashing, crash=crash_at(point, 1))
+    if case == "exactly-once/mid_write":  # the last part failed before its commit
+        parts = job_status(spark, crashing).sinks[0].parts
+        assert parts is not None and parts[3] == 0 and max(parts.values()) == 1, parts
+        assert "behind the others" in render_status(job_status(spark, crashing))
     run_to_end(spark, job_in(*job(source, output, *overrides)).spec)
+    if case.startswith("exactly-once"):
+        drained = job_status(spark, crashing)
+        last = drained.last_committed
+        assert drained.healthy and drained.sinks[0].parts == dict.fromkeys(range(4), last)
 
     ids = Counter(value["id"] for value in committed_values(kafka, output))
     lost = set(range(1, 121)) - set(ids)

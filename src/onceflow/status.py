@@ -67,6 +67,8 @@ class SinkStatus:
         other_writers: other app ids -> their highest batch id there.
         verdict: one sentence for the user.
         problem: True when the sink and the checkpoint disagree.
+        parts: for a sink that commits a batch part by part (Kafka), this app id's last
+            batch in each part; None for any other.
     """
 
     name: str
@@ -77,6 +79,7 @@ class SinkStatus:
     other_writers: dict[str, int]
     verdict: str
     problem: bool
+    parts: dict[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,9 @@ def _sink_status(
     quarantine = spec.quarantine_sink()
     sparse = quarantine is not None and sink_spec.location == quarantine.location
     verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position, sparse)
+    parts = _parts_of(sink.part_marks(spark), app_id, sink_spec)
+    if parts:
+        verdict += _parts_verdict(parts)
     return SinkStatus(
         name=sink.name,
         kind=sink_spec.kind,
@@ -244,6 +250,32 @@ def _sink_status(
         other_writers=others,
         verdict=verdict,
         problem=problem,
+        parts=parts,
+    )
+
+
+def _parts_of(
+    marks: dict[str, dict[int, int]] | None, app_id: str | None, sink_spec: SinkSpec
+) -> dict[int, int] | None:
+    """This app id's last batch in each part (-1: none yet), or None."""
+    if marks is None:
+        return None
+    count = getattr(sink_spec, "partitions", None) or 1
+    mine = marks.get(app_id or "", {})
+    return {part: mine.get(part, -1) for part in range(count)}
+
+
+def _parts_verdict(parts: dict[int, int]) -> str:
+    """The parts behind the furthest one: a batch that committed part by part and stopped
+    in between (its replay writes the parts missing, and skips the others)."""
+    furthest = max(parts.values())
+    behind = sorted(part for part, batch in parts.items() if batch < furthest)
+    if not behind:
+        return f"; all {len(parts)} parts at batch {furthest}"
+    described = ", ".join(f"{part} (at {parts[part]})" for part in behind)
+    return (
+        f"; part(s) {described} behind the others (at {furthest}): batch {furthest} became "
+        "visible part by part, and its replay writes only the parts missing"
     )
 
 
@@ -392,6 +424,9 @@ def render_status(status: JobStatus) -> str:
     for sink in status.sinks:
         lines.append(f"  sink '{sink.name}' ({sink.kind}, {sink.path})")
         lines.append(f"    {'PROBLEM: ' if sink.problem else ''}{sink.verdict}")
+        if sink.parts:
+            marks = ", ".join(f"{part}: {batch}" for part, batch in sorted(sink.parts.items()))
+            lines.append(f"    last batch per part  {marks}")
     if status.healthy:
         lines.append("ok: the checkpoint and the sinks agree")
     else:

@@ -93,6 +93,11 @@ class BatchSink:
         marks files); None for a sink that keeps none."""
         return None
 
+    def part_marks(self, spark: SparkSession) -> dict[str, dict[int, int]] | None:
+        """App id -> part -> the last batch that part committed, for a sink that commits a
+        batch part by part (Kafka's transactions); None for one that commits it whole."""
+        return None
+
     def foreign_writers(self, spark: SparkSession, app_id: str) -> set[str]:
         """The app ids other than ``app_id`` whose writes the sink holds, by its marks."""
         return set(self.batch_marks(spark) or {}) - {app_id}

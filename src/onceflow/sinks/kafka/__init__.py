@@ -199,4 +199,5 @@ SINK = SinkKind(
     file_backed=False,
     rules=_rules,
     isolate="onceflow.sinks.kafka.sink:isolate",
+    deep_check="onceflow.sinks.kafka.records:sql_problems",
 )

@@ -9,13 +9,14 @@ every part the same records in the same order, however often it is replayed.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, MapType, StringType, StructType
 
+from onceflow.errors import first_line
 from onceflow.sinks.kafka import KafkaSinkSpec, KafkaValueFormat
 
-__all__ = ["PART_COLUMN", "in_parts", "kafka_records"]
+__all__ = ["PART_COLUMN", "in_parts", "kafka_records", "sql_problems"]
 
 PART_COLUMN = "part"
 
@@ -34,6 +35,31 @@ def kafka_records(frame: DataFrame, spec: KafkaSinkSpec) -> DataFrame:
     if spec.topic_column is not None:
         columns.insert(0, F.col(spec.topic_column).cast("string").alias("topic"))
     return frame.select(*columns)
+
+
+def sql_problems(
+    spark: SparkSession, spec: KafkaSinkSpec, target: object, batch: DataFrame
+) -> list[tuple[tuple[str, ...], str]]:
+    """Each of the sink's SQL settings Spark cannot analyse over the (shaped, empty) batch,
+    or whose type Kafka cannot take: ``validate --deep`` and ``run`` before its query."""
+    settings: list[tuple[tuple[str, ...], str | None]] = [
+        (("topic_column",), spec.topic_column), (("key",), spec.key), (("value",), spec.value),
+        *((("headers", name), sql) for name, sql in spec.headers.items()),
+    ]  # fmt: skip
+    problems = []
+    for key, sql in settings:
+        if sql is None:
+            continue
+        try:
+            batch.select(F.expr(sql)).schema  # noqa: B018 - analysing it is the check
+        except Exception as exc:
+            problems.append((key, first_line(exc)))
+    if not any(key == ("value",) for key, _ in problems):
+        try:
+            _value(batch, spec)  # its type: what it is serialized from
+        except ValueError as exc:
+            problems.append((("value",), str(exc).partition(": ")[2]))
+    return problems
 
 
 def in_parts(records: DataFrame, partitions: int) -> DataFrame:

@@ -229,8 +229,12 @@ class KafkaSink(BatchSink):
             for app, parts in marked.items()
         }
 
-    def part_marks(self, spark: SparkSession) -> dict[str, dict[int, int]]:
+    def part_marks(self, spark: SparkSession) -> dict[str, dict[int, int]] | None:
         """App id -> part -> the last batch marked (``onceflow status``)."""
+        if not self._exactly_once:
+            return None
+        if ControlTopic(self.settings, self.control_topic).partitions() is None:
+            return {}
         return last_markers(self.settings, self.control_topic, self.partitions)
 
     def read(self, spark: SparkSession) -> DataFrame:
