@@ -247,13 +247,56 @@ class KafkaSink(BatchSink):
 
 
 def isolate(job: JobSpec, spec: KafkaSinkSpec, tag: str) -> list[str]:
-    """For a prove scenario: a topic and control topic of its own, ``<topic>-p<tag>``."""
+    """For a prove scenario: a topic of its own, ``<topic>-p<tag>``, and under exactly-once
+    a control topic of its own, ``<control topic>-p<tag>``; returns the overrides that point
+    the job there.
+
+    Both are deleted first, so that a rerun with the same tag starts clean (an old run's
+    records would count as duplicates, its markers as another app's). The output topic is
+    then created, with as many partitions as the job's own topic has on the broker (3 when
+    it has none): the job never creates the topic it writes, and a broker need not create
+    one on first use. The control topic is left to the sink, which creates it compacted
+    with K partitions. A sink writing the topic each record names gets no copy (prove
+    refuses it).
+    """
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from onceflow.sinks.kafka.client import client_only
+
     index = next(i for i, sink in enumerate(job.sinks) if sink.name == spec.name)
     if spec.topic is None:
         return []
-    overrides = [f"sinks[{index}].topic={spec.topic[:200]}-p{tag}"]
+    topic = f"{spec.topic[:200]}-p{tag}"
+    overrides = [f"sinks[{index}].topic={topic}"]
+    mine = [topic]
     if job.guarantee is Guarantee.EXACTLY_ONCE:
-        overrides.append(
-            f"sinks[{index}].control_topic={control_topic_of(spec, job.name)[:200]}-p{tag}"
-        )
+        control = f"{control_topic_of(spec, job.name)[:200]}-p{tag}"
+        overrides.append(f"sinks[{index}].control_topic={control}")
+        mine.append(control)
+    admin = AdminClient(client_only(librdkafka_settings(spec.options)))
+    listed = admin.list_topics(timeout=30).topics
+    old = [name for name in mine if name in listed]
+    if old:
+        for deleted in admin.delete_topics(old, request_timeout=30).values():
+            deleted.result(40)
+    original = listed.get(spec.topic)
+    partitions = len(original.partitions) if original is not None and original.partitions else 3
+    deadline = time.monotonic() + 60
+    while True:  # a topic just deleted may still be on its way out: try again
+        future = admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=-1)],
+            request_timeout=30,
+        )[topic]
+        try:
+            future.result(40)
+            break
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     return overrides
