@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from onceflow.config import Guarantee, JobSpec, is_uri
 from onceflow.errors import ConfigError
+from onceflow.prove.kafka_sinks import check_kafka_sinks
 from onceflow.prove.processes import JobProcesses
 from onceflow.prove.scenario import (
     CHECKPOINT_FAULTS,
@@ -128,7 +129,7 @@ def plan(settings: ProveSettings, processes: JobProcesses | None = None) -> list
     """The scenarios ``prove(settings)`` runs, in its order, each checked as far as it can be
     without starting anything: every crash point is one, every guarantee is one, and the job
     loads under each guarantee asked (a strategy it cannot take is refused here, not when
-    its scenario's turn comes).
+    its scenario's turn comes), and a Kafka sink is one prove can count.
 
     Raises:
         ConfigError: the first scenario the settings cannot make.
@@ -146,6 +147,7 @@ def plan(settings: ProveSettings, processes: JobProcesses | None = None) -> list
     guarantees = settings.guarantees or (_label(base),)
     points = _points(settings)
     check_points(points)  # a typo is refused before any scenario starts
+    check_kafka_sinks(base, str(settings.job_file))  # a topic it could not count
     _check_guarantees(settings, guarantees)
     processes = processes or JobProcesses()
     scenarios = [Scenario(settings, processes, g, p) for g in guarantees for p in points]
