@@ -19,7 +19,7 @@ from onceflow.errors import ConfigError, SinkError
 from onceflow.prove.produce import produce_payments
 from onceflow.status import job_status, render_status
 from onceflow.testing.services import LocalKafka
-from tests.conftest import JobLoader
+from tests.conftest import KAFKA_USER, JobLoader
 from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
@@ -249,3 +249,48 @@ def test_the_markers_say_how_far_each_part_got(
     assert last >= 2  # 120 records, 40 a batch
     assert sink.part_marks(spark) == {app_id: dict.fromkeys(range(4), last)}
     assert sink.batch_marks(spark) == {app_id: last}
+
+
+def sasl_sink(kafka: LocalKafka, mechanism: str) -> tuple[str, ...]:
+    """Overrides that make the sink log in on the SASL listener, its password from the
+    environment, as Spark's writer takes it (a JAAS line)."""
+    module = {
+        "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+        "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    }[mechanism]
+    jaas = f'{module} required username="{KAFKA_USER.name}" password="${{env:KAFKA_PASSWORD}}";'
+    return (
+        f'sinks[0].options["kafka.bootstrap.servers"]={kafka.sasl_bootstrap}',
+        'sinks[0].options["kafka.security.protocol"]=SASL_PLAINTEXT',
+        f'sinks[0].options["kafka.sasl.mechanism"]={mechanism}',
+        f"sinks[0].options[\"kafka.sasl.jaas.config\"]='{jaas}'",
+    )
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_exactly_once_through_a_secured_listener(
+    spark: SparkSession,
+    kafka: LocalKafka,
+    job_in: JobLoader,
+    monkeypatch: pytest.MonkeyPatch,
+    mechanism: str,
+) -> None:
+    """The JAAS login Spark's writer takes is the transactional producer's login too."""
+    source, output = topics(kafka, 30)
+    monkeypatch.setenv("KAFKA_PASSWORD", KAFKA_USER.password)
+    run_to_end(spark, job_in(*job(source, output, *sasl_sink(kafka, mechanism))).spec)
+    assert sorted(value["id"] for value in committed_values(kafka, output)) == list(range(1, 31))
+
+
+def test_a_refused_login_stops_the_start_without_showing_the_password(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, output = topics(kafka, 10)
+    monkeypatch.setenv("KAFKA_PASSWORD", "not-the-password")
+    spec = job_in(*job(source, output, *sasl_sink(kafka, "PLAIN"))).spec
+    with pytest.raises(SinkError, match="KAFKA_SINK_NO_TRANSACTIONS") as caught:
+        run_to_end(spark, spec)
+    assert kafka.sasl_bootstrap in str(caught.value)
+    assert "Authentication failed" in str(caught.value)
+    assert "not-the-password" not in str(caught.value)
+    assert committed_values(kafka, output) == []

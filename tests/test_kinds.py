@@ -27,7 +27,7 @@ CONF = ROOT / "conf"
 def test_the_registry_holds_the_built_in_kinds_and_the_installed_one() -> None:
     registry = kinds()
     assert sorted(registry.sources) == ["delta", "files", "kafka"]
-    assert sorted(registry.sinks) == ["delta", "jsonl", "parquet", "postgres"]
+    assert sorted(registry.sinks) == ["delta", "jsonl", "kafka", "parquet", "postgres"]
     plugin = registry.sink("jsonl")
     assert plugin.spec.__module__ == "onceflow_jsonl_sink"  # not onceflow's
     assert plugin.read_format == "json" and plugin.file_backed

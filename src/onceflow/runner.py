@@ -110,8 +110,10 @@ def build_pipeline(
     identity = resolve_app_id(spark, spec.checkpoint)
     check_foreign_sinks(spark, spec, identity, outputs)
     position = checkpoint_position(spark, spec.checkpoint)
-    for output in outputs:
-        output.check_resume(spark, identity.app_id, position.last_committed)
+    for output in outputs:  # optional: a plugin's sink may keep its marks with its data
+        check_resume = getattr(output, "check_resume", None)
+        if check_resume is not None:
+            check_resume(spark, identity.app_id, position.last_committed)
     sinks: Sequence[Sink] = outputs[: len(spec.sinks)]
     quarantine = outputs[len(spec.sinks) :]
     if instrument is not None:

@@ -238,7 +238,8 @@ def _sink_status(
     quarantine = spec.quarantine_sink()
     sparse = quarantine is not None and sink_spec.location == quarantine.location
     verdict, problem = sink_verdict(spec.guarantee, marks, last, others, position, sparse)
-    parts = _parts_of(sink.part_marks(spark), app_id, sink_spec)
+    part_marks = getattr(sink, "part_marks", None)  # optional for a plugin's sink
+    parts = _parts_of(part_marks(spark), app_id, sink_spec) if part_marks else None
     if parts:
         verdict += _parts_verdict(parts)
     return SinkStatus(

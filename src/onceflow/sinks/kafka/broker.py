@@ -26,6 +26,27 @@ def probe_transactions(job: str, sink: str, spec: KafkaSinkSpec, settings: dict[
     """
     from confluent_kafka import KafkaException, Producer
 
+    def refused(cause: str) -> SinkError:
+        return SinkError(
+            "KAFKA_SINK_NO_TRANSACTIONS", job=job, sink=sink, bootstrap=spec.bootstrap,
+            cause=cause,
+        )  # fmt: skip
+
+    heard: list[Any] = []  # what the client reports while connecting (a refused login)
+    try:
+        producer = Producer(
+            settings
+            | {"transactional.id": f"onceflow.probe.{job}.{sink}", "error_cb": heard.append}
+        )
+    except KafkaException as exc:  # a setting librdkafka does not know, or a bad value
+        raise refused(_said(exc)) from None
+    try:
+        # librdkafka retries a refused login until init_transactions times out: ask for
+        # metadata first, which fails as soon as the login does
+        producer.list_topics(timeout=_PROBE_TIMEOUT_S)
+    except KafkaException as exc:
+        producer.poll(0)  # serves the error callbacks: the login's own error
+        raise refused(_said(heard[-1]) if heard else _said(exc)) from None
     timeout = transaction_timeout_ms(spec.options)
     maximum = broker_max_transaction_timeout_ms(settings)
     if maximum is not None and timeout > maximum:
@@ -33,13 +54,9 @@ def probe_transactions(job: str, sink: str, spec: KafkaSinkSpec, settings: dict[
             "KAFKA_SINK_TIMEOUT_TOO_LONG", job=job, sink=sink, timeout=timeout, maximum=maximum
         )
     try:
-        producer = Producer(settings | {"transactional.id": f"onceflow.probe.{job}.{sink}"})
         producer.init_transactions(_PROBE_TIMEOUT_S)
     except KafkaException as exc:
-        raise SinkError(
-            "KAFKA_SINK_NO_TRANSACTIONS", job=job, sink=sink, bootstrap=spec.bootstrap,
-            cause=_said(exc),
-        ) from None  # fmt: skip
+        raise refused(_said(exc)) from None
 
 
 def broker_max_transaction_timeout_ms(settings: dict[str, str]) -> int | None:
@@ -59,5 +76,6 @@ def broker_max_transaction_timeout_ms(settings: dict[str, str]) -> int | None:
 
 
 def _said(exc: Any) -> str:
-    error = exc.args[0] if exc.args else exc
+    """librdkafka's own words for a KafkaException or a KafkaError."""
+    error = exc.args[0] if isinstance(exc, Exception) and exc.args else exc
     return str(error.str()) if hasattr(error, "str") else str(error)

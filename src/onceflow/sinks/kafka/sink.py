@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -180,7 +181,7 @@ class KafkaSink(BatchSink):
         try:
             rows = in_parts(records, self.partitions).mapInArrow(writer, PART_REPORT).collect()
         except Exception as exc:
-            raise self._write_failed(context, first_line(exc)) from exc
+            raise self._write_failed(context, task_failure(exc)) from exc
         self.last_parts = sorted((row.asDict() for row in rows), key=lambda r: r["part"])
         if sorted(r["part"] for r in self.last_parts) != list(range(self.partitions)):
             raise self._write_failed(context, f"parts reported: {self.last_parts}")
@@ -244,6 +245,21 @@ class KafkaSink(BatchSink):
         if self._spec.topic is None:
             raise NotImplementedError(f"sink '{self.name}' writes the topics its rows name")
         return reader.option("subscribe", self._spec.topic).load()
+
+
+# the last "SomeError: what" line of a Python traceback (a task's, inside Spark's message)
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", re.M)
+
+
+def task_failure(exc: BaseException) -> str:
+    """What failed in a part's task: the exception its Python worker raised (Spark's own
+    first line only says that one was raised), else the first line."""
+    raised = [m for m in _RAISED.finditer(str(exc)) if m[1] not in _WRAPPERS]
+    return f"{raised[-1][1]}: {raised[-1][2]}" if raised else first_line(exc)
+
+
+# Spark's and py4j's exceptions around the task's own
+_WRAPPERS = {"PythonException", "Py4JJavaError", "StreamingQueryException", "SparkException"}
 
 
 def isolate(job: JobSpec, spec: KafkaSinkSpec, tag: str) -> list[str]:
