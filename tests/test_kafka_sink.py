@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, Window
 
 from onceflow.errors import ConfigError, SinkError
 from onceflow.prove.produce import produce_payments
 from onceflow.status import job_status, render_status
 from onceflow.testing.services import LocalKafka
-from tests.conftest import KAFKA_USER, JobLoader
+from tests.conftest import KAFKA_USER, ROOT, JobLoader
 from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
@@ -294,3 +294,75 @@ def test_a_refused_login_stops_the_start_without_showing_the_password(
     assert "Authentication failed" in str(caught.value)
     assert "not-the-password" not in str(caught.value)
     assert committed_values(kafka, output) == []
+
+
+QUARANTINING_JOB = """
+name: to-kafka-quality
+source:
+  kind: files
+  format: json
+  path: {input}
+  schema: "id BIGINT, account STRING, amount DECIMAL(18,2), event_time TIMESTAMP"
+  max_files_per_trigger: 1
+quality:
+  required: [id, account, amount, event_time]
+  quarantine: data/quarantine
+guarantee: {guarantee}
+sinks:
+  - name: events
+    kind: kafka
+    topic: {topic}
+    control_topic: {topic}.markers
+    key: account
+    {partitions}
+    options:
+      kafka.bootstrap.servers: {bootstrap}
+checkpoint: state/checkpoint
+"""
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_a_quarantine_replay_into_kafka_interrupted_and_rerun_writes_each_record_once(
+    spark: SparkSession, kafka: LocalKafka, tmp_path: Path, guarantee: str
+) -> None:
+    """The replay is a side path into the topic: its own guard ids, markers like the
+    stream's, exactly once even for an at-least-once job (a replay always is)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from onceflow.config import load_job
+    from onceflow.replay import replay_quarantine
+    from tests.quality_corpus import BAD, write_corpus_files
+
+    _, output = topics(kafka)
+    write_corpus_files(tmp_path / "in", 30, 2)
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(QUARANTINING_JOB.format(
+        input=tmp_path / "in", guarantee=guarantee, topic=output, bootstrap=kafka.bootstrap,
+        partitions="partitions: 2" if guarantee == "exactly-once" else "",
+    ))  # fmt: skip
+    spec = load_job(job_file, env="local", conf_dir=ROOT / "conf",
+                    overrides=[f"storage.root={tmp_path}"]).spec  # fmt: skip
+    run_to_end(spark, spec)
+    streamed = Counter(value["id"] for value in committed_values(kafka, output))
+    assert set(range(1, 31)) <= set(streamed) and max(streamed.values()) == 1
+    quarantine = DeltaTable.forPath(spark, str(tmp_path / "data" / "quarantine"))
+    quarantined = quarantine.toDF().count()
+    assert 0 < quarantined <= len(BAD)
+    # every quarantined record fixed into a good one, ids 9001..
+    good = '{"id": %d, "account": "acct-0001", "amount": "1.00", "event_time": "2026-02-01"}'
+    fixed = F.format_string(
+        good,
+        F.lit(9000) + F.row_number().over(Window.orderBy("position", "source")),
+    )
+    rows = quarantine.toDF().withColumn("payload", fixed)
+    rows.write.format("delta").mode("overwrite").save(str(tmp_path / "data" / "quarantine"))
+
+    with pytest.raises(Exception, match="CRASH_INJECTED"):
+        replay_quarantine(spark, spec, instrument=crash_at("after_write", 0))
+    replay_quarantine(spark, spec)
+
+    ids = Counter(value["id"] for value in committed_values(kafka, output))
+    expected = {*streamed, *range(9001, 9001 + quarantined)}
+    assert set(ids) == expected and max(ids.values()) == 1, ids.most_common(3)

@@ -84,8 +84,9 @@ class KafkaSinkSpec(SinkSpec):
     """Exactly-once: how many transactions (parts) each batch is cut into, by a hash of the
     key. Recorded in the checkpoint at the first start and never changed after."""
     control_topic: str | None = Field(default=None, pattern=_TOPIC)
-    """Exactly-once: the compacted topic of the markers (one partition per part); default
-    ``onceflow.markers.<job>.<sink>``. Created with ``partitions`` partitions when missing."""
+    """The compacted topic of the markers (one partition per part) of exactly-once writes
+    and quarantine replays; default ``onceflow.markers.<job>.<sink>``. Created with
+    ``partitions`` partitions when missing."""
     options: dict[str, str] = Field(default_factory=dict)
     """Kafka client settings, each with its ``kafka.`` prefix (``kafka.bootstrap.servers``
     is required): the producer's under exactly-once, Spark's Kafka writer's otherwise."""
@@ -146,9 +147,10 @@ def _rules(spec: KafkaSinkSpec, job: JobSpec) -> list[Problem]:
              f"record, which {job.guarantee.value} promises never to do: use acks=all")
         )  # fmt: skip
     if job.guarantee is not Guarantee.EXACTLY_ONCE:
-        for key in ("partitions", "control_topic"):
-            if getattr(spec, key) is not None:
-                problems.append(((key,), f"{key} is only read under exactly-once"))
+        # (control_topic is read here too: a quarantine replay writes exactly once)
+        if spec.partitions is not None:
+            problems.append((("partitions",), "partitions is only read under exactly-once "
+                             "(a quarantine replay of this job writes in one part)"))  # fmt: skip
         return problems
     if spec.partitions is None:
         problems.append(

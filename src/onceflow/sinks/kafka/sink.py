@@ -63,6 +63,7 @@ class KafkaSink(BatchSink):
         self.part_fault: Any = None
         self._noted: set[str] = set()  # app ids whose first guarded batch is recorded
         self._cleared: set[str] = set()  # app ids whose unguarded writes cleared it
+        self._control_ready = False  # the control topic checked (or created) in this run
         #: each part's report of the last exactly-once batch (``PART_REPORT``)
         self.last_parts: list[dict[str, Any]] = []
 
@@ -134,6 +135,7 @@ class KafkaSink(BatchSink):
                 self._markers_lost(f"batch {last_committed} of part(s) {parts}")
         if recorded is None:
             self._record({})
+        self._control_ready = True
 
     def _markers_lost(self, missing: str) -> None:
         raise SinkError(
@@ -172,6 +174,12 @@ class KafkaSink(BatchSink):
             self._spark_writer(records)
             return
         self._note_guarded(context)
+        if not self._control_ready:  # a replay's first write for a job that is not
+            topic = ControlTopic(self.settings, self.control_topic)  # exactly-once
+            if not self._check_topic(topic):
+                topic.create(self.partitions)
+                self._check_topic(topic)
+            self._control_ready = True
         writer = PartWriter(
             settings=self.settings, app_id=context.app_id, sink=self.name,
             batch_id=context.batch_id, partitions=self.partitions,
