@@ -6,7 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["JOB_NAME_PATTERN", "SQL_NAME", "Model", "as_str_map", "refuse_repeats"]
+__all__ = [
+    "JOB_NAME_PATTERN",
+    "SQL_NAME",
+    "Model",
+    "as_str_map",
+    "kafka_client_options",
+    "refuse_repeats",
+]
 
 #: A job's name: it names its query, its folders (the default quarantine) and its reports.
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -41,3 +48,22 @@ def refuse_repeats(names: list[str] | tuple[str, ...], what: str) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ValueError(f"{what}; repeated: {', '.join(repeated)}")
+
+
+def kafka_client_options(options: dict[str, str], own_keys: str) -> dict[str, str]:
+    """``options`` when every key is a ``kafka.*`` client setting and
+    ``kafka.bootstrap.servers`` is among them (a Kafka source's or sink's ``options``);
+    ``own_keys`` names the settings that have keys of their own, for the message.
+
+    Raises:
+        ValueError: naming the stray keys, or the missing bootstrap servers.
+    """
+    stray = sorted(key for key in options if not key.startswith("kafka."))
+    if stray:
+        raise ValueError(
+            f"only kafka.* client options go here; {', '.join(stray)} must be set with "
+            f"their own key ({own_keys}, ...)"
+        )
+    if "kafka.bootstrap.servers" not in options:
+        raise ValueError("kafka.bootstrap.servers is required")
+    return options

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from onceflow.config.common import as_str_map
+from onceflow.config.common import as_str_map, kafka_client_options
 from onceflow.config.kinds import Problem, SinkKind
 from onceflow.config.modes import Guarantee, Strategy, WriteMode
 from onceflow.config.specs import SinkSpec
@@ -96,15 +96,7 @@ class KafkaSinkSpec(SinkSpec):
     @field_validator("options")
     @classmethod
     def _client_options_only(cls, options: dict[str, str]) -> dict[str, str]:
-        stray = sorted(key for key in options if not key.startswith("kafka."))
-        if stray:
-            raise ValueError(
-                f"only kafka.* client options go here; {', '.join(stray)} must be set with "
-                "their own key (topic, key, value, headers, partitions, ...)"
-            )
-        if "kafka.bootstrap.servers" not in options:
-            raise ValueError("kafka.bootstrap.servers is required")
-        return options
+        return kafka_client_options(options, "topic, key, value, headers, partitions")
 
     @model_validator(mode="after")
     def _one_topic(self) -> KafkaSinkSpec:
