@@ -7,6 +7,10 @@ SCRAM-SHA-256, for the users given) and the controller's. Data and the broker's 
     with LocalKafka(Path("/tmp/k"), users=[KafkaUser("alice", "secret")]) as kafka:
         kafka.create_topic("payments", partitions=3)
         print(kafka.bootstrap, kafka.sasl_bootstrap)
+
+``settings`` overrides or extends the broker's ``server.properties`` (a test's broker that
+cannot run transactions: ``{"transaction.state.log.replication.factor": "3"}``). A
+``stop()`` then ``start()`` brings the same broker back: same ports, same data.
 """
 
 from __future__ import annotations
@@ -71,11 +75,14 @@ class LocalKafka(LocalService):
         jars: Path = DEFAULT_JARS,
         users: list[KafkaUser] | None = None,
         heap: str = "512m",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.home = home.resolve()
         self.jars = jars.resolve()
         self.users = users or []
         self.heap = heap
+        #: server properties that override or extend the defaults below
+        self.settings = dict(settings or {})
         self.ports = KafkaPorts(free_port(), free_port(), free_port())
         self._process: ManagedProcess | None = None
 
@@ -134,6 +141,7 @@ class LocalKafka(LocalService):
             "log.retention.check.interval.ms": "1000",
             "log.initial.task.delay.ms": "0",
         }
+        properties |= self.settings
         config = self.home / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         return config
