@@ -14,7 +14,8 @@ Points, for batch N:
   job, in the last partition's task, so other tasks may have written their files (the
   quarantine table, written last, is not counted among the sinks); for a sink that commits
   part by part (Kafka's transactions, under exactly-once), in its last part's task with the
-  part's records produced and its transaction open, while the other parts commit.
+  part's records produced and its transaction open, while the other parts commit (the task
+  pauses first, so that the records are on the broker, not in the client's queue).
 - ``after_write``: every output written, Spark's commit of N not yet.
 - ``after_commit``: Spark has written ``commits/N``; fires as batch N+1 begins, before
   anything of it is written.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +45,10 @@ from pyspark.sql import DataFrame, SparkSession
 from onceflow.contracts import BatchContext, BatchWriter, Sink
 
 __all__ = ["CrashInjected", "CrashPlan", "CrashPoint"]
+
+#: how long a part's task waits, its records produced, before it crashes (a local broker
+#: has them in well under a second, even on a busy machine)
+_SEND_PAUSE_S = 2.0
 
 
 class CrashPoint(StrEnum):
@@ -197,6 +203,11 @@ class _PartCrash:
 
     def __call__(self, part: int, partitions: int) -> None:
         if part == partitions - 1:
+            # the part's records were only handed to the client, which sends them from its
+            # own thread after a linger: without a pause they die in its queue, and the
+            # crash leaves no open transaction on the broker, nothing for the replay to
+            # fence, nothing a read_uncommitted reader would see twice
+            time.sleep(_SEND_PAUSE_S)
             _crash(self.action, self.point, self.batch_id, self.group)
 
 
