@@ -85,6 +85,10 @@ MESSAGES: dict[str, str] = {
     "ids: a broker that can keep its transaction log (transaction.state.log.replication.factor "
     "no more than its brokers) and, with an authorizer, WRITE on the TransactionalId "
     "'onceflow.' prefix for the job's user",
+    "KAFKA_SINK_OPTION_REFUSED": "job '{job}': sink '{sink}': the Kafka client refused the "
+    "sink's options: {cause}. Under exactly-once they configure librdkafka (confluent-kafka), "
+    "which names most settings as Java does but not all (no buffer.memory, serializers or "
+    "JKS trust stores: ssl.ca.location instead)",
     "KAFKA_SINK_TIMEOUT_TOO_LONG": "job '{job}': sink '{sink}': "
     "kafka.transaction.timeout.ms={timeout} is above the broker's transaction.max.timeout.ms "
     "({maximum}); lower it, or raise the broker's maximum",
@@ -92,14 +96,12 @@ MESSAGES: dict[str, str] = {
     "the checkpoint {checkpoint} recorded {recorded}; a replayed batch would be cut into "
     "other parts and written again. Keep partitions: {recorded}, or start over with a new "
     "checkpoint",
-    "KAFKA_SINK_CONTROL_TOPIC": "job '{job}': sink '{sink}': control topic '{topic}': "
-    "{problem}",
+    "KAFKA_SINK_CONTROL_TOPIC": "job '{job}': sink '{sink}': control topic '{topic}': {problem}",
     "KAFKA_SINK_MARKERS_LOST": "job '{job}': sink '{sink}': the control topic '{topic}' no "
     "longer holds the markers of batches this checkpoint committed ({missing}): it was "
     "deleted or truncated. Without them a replayed batch would be written again, so the job "
     "refuses to start. Restore the topic, or start over with a new checkpoint",
-    "KAFKA_SINK_PART_FAILED": "job '{job}': sink '{sink}' batch {batch_id} part {part}: "
-    "{cause}",
+    "KAFKA_SINK_PART_FAILED": "job '{job}': sink '{sink}' batch {batch_id} part {part}: {cause}",
     # quality: parsing, expectations, quarantine
     "QUALITY_EXPECTATION_FAILED": "job '{job}': batch {batch_id}: {count} row(s) break {rule}; "
     "the query stops before writing anything of the batch. A sample row: {sample}",
