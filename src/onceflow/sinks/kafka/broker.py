@@ -22,7 +22,7 @@ def probe_transactions(job: str, sink: str, spec: KafkaSinkSpec, settings: dict[
         SinkError: KAFKA_SINK_TIMEOUT_TOO_LONG when the job's transaction timeout is above
             the broker's maximum; KAFKA_SINK_NO_TRANSACTIONS naming the broker's answer when
             the probe cannot start a transaction (no transaction log, refused credentials
-            or ACL, a setting librdkafka does not know).
+            or ACL); KAFKA_SINK_OPTION_REFUSED for a setting librdkafka does not know.
     """
     from confluent_kafka import KafkaException, Producer
 
@@ -39,7 +39,7 @@ def probe_transactions(job: str, sink: str, spec: KafkaSinkSpec, settings: dict[
             | {"transactional.id": f"onceflow.probe.{job}.{sink}", "error_cb": heard.append}
         )
     except KafkaException as exc:  # a setting librdkafka does not know, or a bad value
-        raise refused(_said(exc)) from None
+        raise SinkError("KAFKA_SINK_OPTION_REFUSED", job=job, sink=sink, cause=_said(exc)) from None
     try:
         # librdkafka retries a refused login until init_transactions times out: ask for
         # metadata first, which fails as soon as the login does
