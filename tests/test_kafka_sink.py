@@ -366,3 +366,76 @@ def test_a_quarantine_replay_into_kafka_interrupted_and_rerun_writes_each_record
     ids = Counter(value["id"] for value in committed_values(kafka, output))
     expected = {*streamed, *range(9001, 9001 + quarantined)}
     assert set(ids) == expected and max(ids.values()) == 1, ids.most_common(3)
+
+
+def test_bytes_to_the_topic_each_record_names(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    """``format: bytes`` writes a STRING value as it is; ``topic_column`` routes each
+    record, under exactly-once too (a part's transaction spans both topics)."""
+    source, even = topics(kafka, 30)
+    odd = f"{even}-odd"
+    kafka.create_topic(odd, partitions=1)
+    route = f"CASE WHEN id % 2 = 0 THEN '{even}' ELSE '{odd}' END"
+    spec = job_in(
+        *job(source, even),
+        "sinks[0].topic=null",
+        "sinks[0].topic_column=target",
+        f"sinks[0].query=SELECT *, {route} AS target FROM {{batch}}",  # noqa: S608
+        "sinks[0].format=bytes",
+        "sinks[0].value=CAST(id AS STRING)",
+    ).spec
+    run_to_end(spark, spec)
+    from confluent_kafka import Consumer, TopicPartition
+
+    for topic, parity in ((even, 0), (odd, 1)):
+        consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": topic,
+                             "isolation.level": "read_committed",
+                             "auto.offset.reset": "earliest"})  # fmt: skip
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        values = [consumer.poll(10) for _ in range(15)]
+        consumer.close()
+        assert sorted(int(m.value()) for m in values) == list(range(2 - parity, 31, 2))
+
+
+def test_a_java_only_producer_setting_is_refused_at_the_start(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    source, output = topics(kafka, 10)
+    spec = job_in(*job(source, output, 'sinks[0].options["kafka.buffer.memory"]=33554432')).spec
+    with pytest.raises(SinkError, match="KAFKA_SINK_OPTION_REFUSED") as caught:
+        run_to_end(spark, spec)
+    assert "buffer.memory" in str(caught.value)
+    assert committed_values(kafka, output) == []
+
+
+def test_a_kept_producer_fenced_between_batches_is_replaced_and_writes_once(
+    spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
+) -> None:
+    """Each Python worker keeps a part's producer for the part's next batch. Between two
+    runs of the job in one session, every part's transactional id is taken over from here
+    (``init_transactions``, as a replacement attempt on another executor would): the kept
+    producers are fenced, the broker refuses their first record, and each part is written
+    by a new producer instead; the second run's records are then there once each, the
+    first run's untouched."""
+    from confluent_kafka import Producer
+
+    from onceflow.guarantees.app_id import read_app_id
+
+    source, output = topics(kafka, 80)
+    spec = job_in(*job(source, output)).spec
+    run_to_end(spark, spec)
+    app_id = read_app_id(spark, spec.checkpoint)
+    for part in range(4):
+        transactional_id = f"onceflow.{app_id}.{spec.sinks[0].name}.{part}"
+        fencer = Producer(
+            {"bootstrap.servers": kafka.bootstrap, "transactional.id": transactional_id}
+        )
+        fencer.init_transactions(30)
+        fencer.flush(5)
+    produce_payments(kafka.bootstrap, source, 80, first_id=81, seed=8)
+    run_to_end(spark, job_in(*job(source, output)).spec)
+
+    ids = Counter(value["id"] for value in committed_values(kafka, output))
+    assert set(ids) == set(range(1, 161)) and max(ids.values()) == 1, ids.most_common(3)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from onceflow.sinks.kafka.client import client_only
+from onceflow.sinks.kafka.client import KeptClients, client_only, settings_key
 
 __all__ = [
     "ControlTopic",
@@ -151,15 +153,19 @@ def read_part_marker(
     """The last batch id marked under ``key`` in partition ``part`` (committed records
     only), or None. Waits up to ``wait_s`` for another writer's open transaction to end.
 
+    Its two consumers are kept for the process's next read (``KeptClients``): a consumer
+    holds no state a later read trusts, every offset is asked of the broker again.
+
     Raises:
         TimeoutError: when a transaction stays open in the partition past ``wait_s``.
     """
     from confluent_kafka import TopicPartition
 
-    consumer = _consumer(settings)
-    try:
-        partition = TopicPartition(topic, part)
-        stable = _stable_end(consumer, partition, settings, wait_s)
+    partition = TopicPartition(topic, part)
+    with _kept(settings, "read_uncommitted") as peek:
+        _, high = peek.get_watermark_offsets(partition, timeout=30, cached=False)
+    with _kept(settings, "read_committed") as consumer:
+        stable = _stable_end(consumer, partition, high, wait_s)
         low, _ = consumer.get_watermark_offsets(partition, timeout=30, cached=False)
         window = _FIRST_WINDOW
         while True:
@@ -170,21 +176,32 @@ def read_part_marker(
             if start == low:
                 return None
             window *= 4
-    finally:
-        consumer.close()
 
 
-def _stable_end(consumer: Any, partition: Any, settings: dict[str, str], wait_s: float) -> int:
-    """The partition's last stable offset once it has reached the high watermark seen now:
-    every transaction open in it when this was called has ended."""
-    from confluent_kafka import Consumer
+# a Python worker's marker readers, kept between its tasks
+_READERS: KeptClients[Any] = KeptClients(close=lambda consumer: consumer.close(), limit=8)
 
-    peek = Consumer(client_only(settings) | {"group.id": "onceflow-markers",
-                                              "isolation.level": "read_uncommitted"})  # fmt: skip
+
+@contextmanager
+def _kept(settings: dict[str, str], isolation: str) -> Iterator[Any]:
+    """A consumer of ``isolation`` for ``settings``, kept after use unless the use failed
+    (then closed: a failed read's fetches may still be in flight)."""
+    key = (isolation, settings_key(settings))
+    consumer = _READERS.take(key)
+    if consumer is None:
+        consumer = _consumer(settings, isolation)
     try:
-        _, high = peek.get_watermark_offsets(partition, timeout=30, cached=False)
-    finally:
-        peek.close()
+        yield consumer
+        consumer.unassign()  # no fetching between reads
+    except BaseException:
+        _READERS.discard(consumer)
+        raise
+    _READERS.keep(key, consumer)
+
+
+def _stable_end(consumer: Any, partition: Any, high: int, wait_s: float) -> int:
+    """The partition's last stable offset once it has reached ``high``, its high watermark
+    seen by a read_uncommitted consumer before: every transaction open in it then has ended."""
     deadline = time.monotonic() + wait_s
     while True:
         _, stable = consumer.get_watermark_offsets(partition, timeout=30, cached=False)
@@ -218,9 +235,13 @@ def _read(
                 break
             continue
         if message.error():
-            if message.error().code() == KafkaError._PARTITION_EOF:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                raise RuntimeError(f"reading control topic {topic}: {message.error().str()}")
+            if _ours(message, topic, part, end):
                 break
-            raise RuntimeError(f"reading control topic {topic}: {message.error().str()}")
+            continue  # an end an earlier read of this consumer reached: not this read's
+        if not _ours(message, topic, part, start):
+            continue
         if key is None or message.key() == key:
             marker = _parse(message.value())
             if marker is not None:
@@ -230,12 +251,24 @@ def _read(
     return found
 
 
-def _consumer(settings: dict[str, str]) -> Any:
+def _ours(message: Any, topic: str, part: int, offset: int) -> bool:
+    """Whether ``message`` is of this read: its partition, at ``offset`` or past it (a kept
+    consumer's read must not end at, or keep, what an earlier assignment fetched)."""
+    return bool(
+        message.topic() == topic and message.partition() == part and message.offset() >= offset
+    )
+
+
+def _consumer(settings: dict[str, str], isolation: str = "read_committed") -> Any:
     from confluent_kafka import Consumer
 
+    # A part's tail ends with its transaction's commit marker, a control record no consumer
+    # is handed: the reader learns it is at the end from the partition EOF, which comes with
+    # the next fetch's answer, and the broker holds a fetch at the end for fetch.wait.max.ms
+    # (librdkafka's 500 ms by default: half a second a part, every batch)
     return Consumer(
         client_only(settings)
-        | {"group.id": "onceflow-markers", "isolation.level": "read_committed",
+        | {"group.id": "onceflow-markers", "isolation.level": isolation,
            "enable.auto.commit": "false", "enable.partition.eof": "true",
-           "auto.offset.reset": "earliest"}
+           "auto.offset.reset": "earliest", "fetch.wait.max.ms": "10"}
     )  # fmt: skip
