@@ -271,9 +271,9 @@ _WRAPPERS = {"PythonException", "Py4JJavaError", "StreamingQueryException", "Spa
 
 
 def isolate(job: JobSpec, spec: KafkaSinkSpec, tag: str) -> list[str]:
-    """For a prove scenario: a topic of its own, ``<topic>-p<tag>``, and under exactly-once
-    a control topic of its own, ``<control topic>-p<tag>``; returns the overrides that point
-    the job there.
+    """For a prove scenario: a topic of its own, ``<topic>-p<tag>``, and a control topic of
+    its own, ``<control topic>-p<tag>`` (exactly-once writes and any quarantine replay mark
+    there); returns the overrides that point the job there.
 
     Both are deleted first, so that a rerun with the same tag starts clean (an old run's
     records would count as duplicates, its markers as another app's). The output topic is
@@ -295,11 +295,9 @@ def isolate(job: JobSpec, spec: KafkaSinkSpec, tag: str) -> list[str]:
         return []
     topic = f"{spec.topic[:200]}-p{tag}"
     overrides = [f"sinks[{index}].topic={topic}"]
-    mine = [topic]
-    if job.guarantee is Guarantee.EXACTLY_ONCE:
-        control = f"{control_topic_of(spec, job.name)[:200]}-p{tag}"
-        overrides.append(f"sinks[{index}].control_topic={control}")
-        mine.append(control)
+    control = f"{control_topic_of(spec, job.name)[:200]}-p{tag}"
+    overrides.append(f"sinks[{index}].control_topic={control}")
+    mine = [topic, control]
     admin = AdminClient(client_only(librdkafka_settings(spec.options)))
     listed = admin.list_topics(timeout=30).topics
     old = [name for name in mine if name in listed]
