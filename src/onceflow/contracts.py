@@ -28,6 +28,7 @@ __all__ = [
     "BatchReports",
     "BatchWriter",
     "Sink",
+    "WrappedSink",
 ]
 
 BatchWriter = Callable[["DataFrame", int], None]
@@ -100,6 +101,36 @@ class BatchInstrument(Protocol):
     def wrap_sinks(self, sinks: Sequence[Sink]) -> list[Sink]:
         """The job's sinks, in write order, to use instead of ``sinks``."""
         ...
+
+
+class WrappedSink:
+    """A sink as an instrument hands it to the pipeline: everything is the wrapped sink's
+    (``name``, ``path``, ``mode``, ``batch_marks`` and any kind's own, such as ``check``),
+    and a subclass replaces ``write`` to act around it."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    @property
+    def name(self) -> str:
+        return self._sink.name
+
+    @property
+    def path(self) -> str:
+        return self._sink.path
+
+    @property
+    def mode(self) -> WriteMode:
+        return self._sink.mode
+
+    def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
+        return self._sink.batch_marks(spark)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    def write(self, batch: DataFrame, context: BatchContext) -> None:
+        self._sink.write(batch, context)
 
 
 @dataclass

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
-from onceflow.contracts import BatchContext, BatchWriter, Sink
+from onceflow.contracts import BatchContext, BatchWriter, Sink, WrappedSink
 
 __all__ = ["CrashInjected", "CrashPlan", "CrashPoint"]
 
@@ -139,32 +139,14 @@ class CrashPlan:
         return frame.sparkSession.createDataFrame(rdd, frame.schema)
 
 
-class _CrashingSink:
+class _CrashingSink(WrappedSink):
     """One output of a batch, crashing where the plan says."""
 
     def __init__(self, sink: Sink, plan: CrashPlan, index: int, count: int) -> None:
-        self._sink = sink
+        super().__init__(sink)
         self._plan = plan
         self._index = index
         self._count = count
-
-    @property
-    def name(self) -> str:
-        return self._sink.name
-
-    @property
-    def path(self) -> str:
-        return self._sink.path
-
-    @property
-    def mode(self) -> Any:
-        return self._sink.mode
-
-    def batch_marks(self, spark: SparkSession) -> dict[str, int] | None:
-        return self._sink.batch_marks(spark)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sink, name)  # check, read, ... of the sink itself
 
     def write(self, batch: DataFrame, context: BatchContext) -> None:
         plan, batch_id = self._plan, context.batch_id
