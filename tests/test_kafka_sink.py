@@ -20,6 +20,7 @@ from onceflow.prove.produce import produce_payments
 from onceflow.status import job_status, render_status
 from onceflow.testing.services import LocalKafka
 from tests.conftest import KAFKA_USER, ROOT, JobLoader
+from tests.kafka_topics import topic_messages
 from tests.streaming import crash_at, run_to_end
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
@@ -48,26 +49,7 @@ def topics(kafka: LocalKafka, records: int = 0) -> tuple[str, str]:
 def committed_values(kafka: LocalKafka, topic: str) -> list[dict[str, Any]]:
     """Every record value of ``topic`` as a read_committed consumer sees it: the plain
     client, not onceflow's code."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"check-{topic}",
-                         "isolation.level": "read_committed", "enable.partition.eof": True,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        values, ended = [], 0
-        while ended < len(partitions):
-            message = consumer.poll(10)
-            assert message is not None, f"no end of {topic} in sight"
-            if message.error():
-                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
-                ended += 1
-                continue
-            values.append(json.loads(message.value()))
-        return values
-    finally:
-        consumer.close()
+    return [json.loads(message.value()) for message in topic_messages(kafka.bootstrap, topic)]
 
 
 def job(source: str, output: str, *overrides: str) -> tuple[str, ...]:
@@ -125,21 +107,10 @@ def test_kafka_to_kafka_across_a_crash(
 def test_records_carry_the_key_value_and_headers_asked_for(
     spark: SparkSession, kafka: LocalKafka, job_in: JobLoader
 ) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
     source, output = topics(kafka, 30)
     run_to_end(spark, job_in(*job(source, output)).spec)
-    consumer = Consumer(
-        {"bootstrap.servers": kafka.bootstrap, "group.id": "h",
-         "isolation.level": "read_committed", "auto.offset.reset": "earliest"}
-    )  # fmt: skip
-    consumer.assign([TopicPartition(output, p, 0) for p in range(3)])
-    messages = []
-    while len(messages) < 30:
-        message = consumer.poll(10)
-        assert message is not None
-        messages.append(message)
-    consumer.close()
+    messages = topic_messages(kafka.bootstrap, output)
+    assert len(messages) == 30
     for message in messages:
         value = json.loads(message.value())
         assert message.key().decode() == value["account"]
@@ -386,16 +357,8 @@ def test_bytes_to_the_topic_each_record_names(
         "sinks[0].value=CAST(id AS STRING)",
     ).spec
     run_to_end(spark, spec)
-    from confluent_kafka import Consumer, TopicPartition
-
     for topic, parity in ((even, 0), (odd, 1)):
-        consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": topic,
-                             "isolation.level": "read_committed",
-                             "auto.offset.reset": "earliest"})  # fmt: skip
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        values = [consumer.poll(10) for _ in range(15)]
-        consumer.close()
+        values = topic_messages(kafka.bootstrap, topic)
         assert sorted(int(m.value()) for m in values) == list(range(2 - parity, 31, 2))
 
 
