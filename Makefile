@@ -26,7 +26,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 .PHONY: help setup venv jars cds kafka-jars kafka-up kafka-env kafka-down cluster-up cluster-down cluster-url \
         hdfs-jars hdfs-up hdfs-down hdfs-uri s3-jars s3-up s3-down s3-endpoint \
         pg-install pg-up pg-down pg-env \
-        sample run validate lint check test prove lab notebooks test-only bench bench-storage bench-postgres bench-quality clean clean-state
+        sample run validate lint check test prove lab notebooks test-only bench bench-kafka-sink bench-storage bench-postgres bench-quality clean clean-state
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -220,10 +220,14 @@ notebooks: setup ## run the notebooks headless, all at once; executed copies in 
 	$(PY) notebooks/run.py --timeout $(NOTEBOOK_TIMEOUT)
 
 BENCH_ROUNDS ?= 3
-bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows; dedup vs stateless (bench/results/)
+bench: setup ## every guarantee vs Spark's Delta sink, files and Kafka, 1M and 5M records; MERGE at 1M vs 10M rows; dedup vs stateless; Kafka sink exactly-once vs Spark's (bench/results/)
 	$(PY) bench/guarantee_cost.py --records 1000000 5000000 --rounds $(BENCH_ROUNDS)
 	$(PY) bench/merge_scaling.py --targets 1000000 10000000 --rounds $(BENCH_ROUNDS)
 	$(PY) bench/dedup_throughput.py --records 200000 --files 10 --rounds $(BENCH_ROUNDS)
+	$(PY) bench/kafka_sink_throughput.py --records 200000 --batches 10 --parts 2 4 --rounds $(BENCH_ROUNDS)
+
+bench-kafka-sink: setup ## Kafka -> Kafka: Spark's Kafka sink vs the exactly-once one (2 and 4 parts), same run (bench/results/)
+	$(PY) bench/kafka_sink_throughput.py --records 200000 --batches 10 --parts 2 4 --rounds $(BENCH_ROUNDS)
 
 bench-storage: setup ## one micro-batch's time on local disk, HDFS and S3 (bench/results/)
 	$(PY) bench/storage_batch_time.py --records 60000 --batches 8 --rounds 2
