@@ -91,6 +91,9 @@ LONGEST_FIRST = (
     "test_cdc.py",  # 13
     "test_prove.py",  # 8
     "test_kafka.py",  # 7
+    "test_kafka_sink.py",  # 4
+    "test_prove_kafka_sink.py",  # 4
+    "test_kafka_sink_chaos.py",  # 3
     "test_aggregate.py",  # 7
     "test_postgres_sink.py",  # 4
     "test_guarantee_mechanics.py",  # 3
