@@ -313,10 +313,11 @@ def test_a_broker_restarted_under_a_running_job_loses_and_doubles_nothing(
     exactly-once; once it has committed batches, and at a moment when a batch committed in
     some part while another part's transaction is open, its broker (a broker of this
     test's own) is killed, kept down until the job fails of it (the part cannot commit
-    within the transaction timeout), and started again on the same ports and data. The job is restarted on its checkpoint, as a supervisor
-    would: it replays the failed batch (parts committed before the outage skipped by their
-    markers, the open one fenced and aborted) and goes on; more batches commit after the
-    restart; a read_committed consumer then sees every id exactly once."""
+    within the transaction timeout), and started again on the same ports and data. The
+    job is restarted on its checkpoint, as a supervisor would: it replays the failed batch
+    (the parts committed before the outage skipped by their markers, the open one fenced
+    and aborted) and goes on; more batches commit after the restart; a read_committed
+    consumer then sees every id exactly once."""
     with LocalKafka(tmp_path / "broker", jars=services_jars(pytestconfig)) as broker:
         source, output = new_topics(broker, "restart", RESTART_RECORDS)
         args = job_args(
