@@ -143,11 +143,14 @@ class PartWriter:
 
         clock = time.perf_counter()
         producer = Producer(self.settings | {"transactional.id": self.transactional_id(part)})
-        # connected first: librdkafka's init_transactions, started before any broker
-        # connection is up, finds none and tries again on a 500 ms timer; a metadata request
-        # waits only for the connection (~50 ms here, and init then ~6 ms); the control
-        # topic exists by now (check_resume), so the request cannot create it
-        producer.list_topics(self.control_topic, timeout=self.timeout_s)
+        # connected first: librdkafka's init_transactions, started before a connection to
+        # a broker it learned from the metadata is up, tries again on a 500 ms timer. The
+        # first metadata request is answered over the bootstrap connection; the second goes
+        # to a learned broker, so it waits for one (~60 ms a producer here, where every
+        # second one took 500 ms more on a busy machine). The control topic exists by now
+        # (check_resume): the requests cannot create it
+        for _ in range(2):
+            producer.list_topics(self.control_topic, timeout=self.timeout_s)
         producer.init_transactions(self.timeout_s)
         report["init_ms"] = _since(clock)
         clock = time.perf_counter()
