@@ -224,11 +224,8 @@ class PartWriter:
                 if topic is None:
                     raise ValueError("a record's topic column is NULL: every record needs one")
                 header = [(h["key"], h["value"]) for h in headers[row]] if headers[row] else None
-                if first is None:
-                    _produce_one(producer, topic, keys[row], values[row], header)
-                else:
-                    _produce_one(producer, topic, keys[row], values[row], header, first=first)
-                    first = None
+                _produce_one(producer, topic, keys[row], values[row], header, first=first)
+                first = None
             count += len(values)
             producer.poll(0)
             if unaccepted is not None and unaccepted.held() >= _UNACCEPTED_BATCHES:
